@@ -1,0 +1,1 @@
+"""The ItanniX Realtime integration: a speech-to-speech assistant for Home Assistant."""
