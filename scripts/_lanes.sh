@@ -18,8 +18,11 @@ lane_suite() { case "$1" in oldest) echo trixie ;; latest) echo sid ;; esac; }
 lane_phacc() { case "$1" in oldest) echo 0.13.301 ;; latest) echo 0.13.375 ;; esac; }
 lane_ha() { case "$1" in oldest) echo 2025.12.4 ;; latest) echo 2026.10.4 ;; esac; }
 
-# Bump this when the packages a lane installs change, so `setup` reinstalls them.
+# Bump this when the way a lane is installed changes, so `setup` reinstalls it.
 LANE_RECIPE_VERSION=1
+# Home Assistant components the tests load: their requirements (from the lane's own
+# manifests, so each lane gets its version's pins) are installed with the lane.
+HA_COMPONENTS="conversation assist_pipeline assist_satellite tts stt ffmpeg wake_word"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -68,9 +71,14 @@ lane_marker() {
   fi
 }
 
+# What the lane was installed from; a change means reinstalling.
+lane_recipe() {
+  cat "$REPO_ROOT/requirements_test.txt"
+  echo "# components: $HA_COMPONENTS"
+}
+
 lane_ready() {
-  [[ -f "$(lane_marker "$1")" ]] && [[ -f "$(lane_marker "$1").req" ]] &&
-    cmp -s "$(lane_marker "$1").req" "$REPO_ROOT/requirements_test.txt"
+  [[ -f "$(lane_marker "$1")" ]] && cmp -s "$(lane_marker "$1")" <(lane_recipe)
 }
 
 # Runs a command in the lane, with the checkout as the working directory. In a Debian root

@@ -1,1 +1,88 @@
 """The ItanniX Realtime integration: a speech-to-speech assistant for Home Assistant."""
+
+from __future__ import annotations
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+
+from .const import (
+    APP_SOURCE,
+    CONF_ASSISTANT_ID,
+    CONF_BASE_URL,
+    CONF_CLIENT_ID,
+    CONF_WORKSPACE_KEY,
+    DOMAIN,
+)
+from .realtime import (
+    AuthenticationError,
+    Credentials,
+    InvalidUrlError,
+    ItanniXClient,
+    ItanniXError,
+)
+from .runtime import ItanniXConfigEntry, ItanniXRuntime
+from .secret_store import get_secret_store
+from .sessions import SessionManager
+
+PLATFORMS: list[Platform] = [Platform.CONVERSATION]
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> bool:
+    """Check the client still authenticates, then set up its entities."""
+    secret = await get_secret_store(hass).async_get(entry.data[CONF_CLIENT_ID])
+    if secret is None:
+        # Storage restored without the secret: only a fresh enrollment can fix it.
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="secret_missing"
+        )
+    try:
+        client = ItanniXClient(
+            async_get_clientsession(hass),
+            entry.data[CONF_BASE_URL],
+            Credentials(
+                client_id=entry.data[CONF_CLIENT_ID],
+                client_secret=secret,
+                workspace_key=entry.data.get(CONF_WORKSPACE_KEY),
+            ),
+            assistant_id=entry.options.get(CONF_ASSISTANT_ID) or None,
+            app_source=APP_SOURCE,
+        )
+        # The cheapest call that exercises the same credentials as every realtime turn.
+        await client.create_session()
+    except AuthenticationError as err:
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN,
+            translation_key="auth_failed",
+            translation_placeholders={"hint": err.hint or err.message},
+        ) from err
+    except InvalidUrlError as err:
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN, translation_key="invalid_url"
+        ) from err
+    except ItanniXError as err:
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="cannot_connect",
+            translation_placeholders={"error": str(err)},
+        ) from err
+
+    entry.runtime_data = ItanniXRuntime(
+        client=client, sessions=SessionManager(hass, entry, client)
+    )
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> bool:
+    """Unload the entities and close every open realtime session."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.sessions.async_close_all()
+    return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> None:
+    """Forget the client's secret together with the entry."""
+    await get_secret_store(hass).async_remove(entry.data[CONF_CLIENT_ID])

@@ -1,0 +1,190 @@
+"""One typed turn: a user message through a realtime session into Home Assistant's chat log.
+
+The assistant's reply streams into the chat log as it arrives. Its calls of Home Assistant
+LLM API tools go through the chat log too (so the Assist debug view shows them), and each
+tool result goes back to the assistant as that call's ``function_call_output``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+import json
+from typing import Any
+
+from homeassistant.components import conversation
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import llm
+
+from .realtime import FunctionCall
+from .sessions import LiveSession
+
+_END = object()
+# The Realtime API takes a plain JSON schema object for a function's parameters.
+_UNSUPPORTED_KEYS = {"oneOf", "anyOf", "allOf", "enum", "not"}
+
+
+def _openapi_converter() -> Callable[..., dict[str, Any]]:
+    """Home Assistant's own schema converter: probatio from 2026.x, before it
+    voluptuous-openapi (each lane ships only its own)."""
+    try:
+        from probatio import to_openapi  # noqa: PLC0415
+    except ImportError:
+        from voluptuous_openapi import convert  # noqa: PLC0415
+
+        return convert  # type: ignore[no-any-return]
+    return partial(to_openapi, openapi_version="3.1.0")
+
+
+def _tool_schema(tool: llm.Tool, api: llm.APIInstance) -> dict[str, Any]:
+    """An LLM API tool in the Realtime API's function format."""
+    parameters = _openapi_converter()(
+        tool.parameters, custom_serializer=api.custom_serializer
+    )
+    schema: dict[str, Any] = {
+        "type": "function",
+        "name": tool.name,
+        "parameters": {
+            key: value
+            for key, value in parameters.items()
+            if key not in _UNSUPPORTED_KEYS
+        },
+    }
+    if tool.description:
+        schema["description"] = tool.description
+    return schema
+
+
+async def async_prepare_session(live: LiveSession, chat_log: conversation.ChatLog) -> None:
+    """Offer the selected LLM API's tools and prompt; once per change, not per turn."""
+    api = chat_log.llm_api
+    if api is None:
+        return
+    tools = [_tool_schema(tool, api) for tool in api.tools]
+    signature = tuple(sorted(tool["name"] for tool in tools))
+    if live.installed == signature:
+        return
+    own = {tool.get("name") for tool in tools}
+    # session.update replaces the tool list: keep the assistant's dashboard tools.
+    merged = [t for t in live.dashboard_tools if t.get("name") not in own] + tools
+    await live.session.connection.send(
+        {"type": "session.update", "session": {"tools": merged, "tool_choice": "auto"}}
+    )
+    prompt = chat_log.content[0].content if chat_log.content else ""
+    if prompt and live.installed is None:
+        # A system message adds Home Assistant's context without replacing the
+        # instructions configured for the assistant in the ItanniX dashboard.
+        await live.session.connection.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "system",
+                    "content": [{"type": "input_text", "text": prompt}],
+                },
+            }
+        )
+    live.installed = signature
+
+
+class _TurnStream:
+    """Feeds the chat log: reply text, and tool calls whose results it awaits."""
+
+    def __init__(self, chat_log: conversation.ChatLog) -> None:
+        self._chat_log = chat_log
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._results: dict[str, asyncio.Future[Any]] = {}
+
+    def text(self, delta: str) -> None:
+        self._queue.put_nowait({"content": delta})
+
+    def end(self) -> None:
+        self._queue.put_nowait(_END)
+
+    def fail(self, err: BaseException) -> None:
+        self._queue.put_nowait(err)
+
+    async def deltas(self) -> AsyncIterator[dict[str, Any]]:
+        yield {"role": "assistant"}
+        while (item := await self._queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def resolve(self, content: Any) -> None:
+        """A tool result the chat log produced."""
+        if isinstance(content, conversation.ToolResultContent):
+            future = self._results.pop(content.tool_call_id, None)
+            if future is not None and not future.done():
+                future.set_result(content.tool_result)
+
+    def cancel_pending(self) -> None:
+        for future in self._results.values():
+            future.cancel()
+        self._results.clear()
+
+    async def call_tool(self, call: FunctionCall) -> str:
+        """Run a function call as an LLM API tool through the chat log."""
+        api = self._chat_log.llm_api
+        if api is None or call.name not in {tool.name for tool in api.tools}:
+            return json.dumps(
+                {"error": f"Function {call.name} is not available in Home Assistant"}
+            )
+        try:
+            args = json.loads(call.arguments or "{}")
+        except ValueError:
+            return json.dumps({"error": "The arguments are not valid JSON"})
+        if not isinstance(args, dict):
+            return json.dumps({"error": "The arguments must be a JSON object"})
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._results[call.call_id] = future
+        tool_input = llm.ToolInput(tool_name=call.name, tool_args=args, id=call.call_id)
+        # The call joins the current assistant message; a new one closes it, which makes
+        # the chat log run the tool and hand us its result.
+        self._queue.put_nowait({"tool_calls": [tool_input]})
+        self._queue.put_nowait({"role": "assistant"})
+        return json.dumps(await future)
+
+
+async def async_run_text_turn(
+    hass: HomeAssistant,
+    live: LiveSession,
+    chat_log: conversation.ChatLog,
+    agent_id: str,
+    text: str,
+) -> None:
+    """Send ``text`` and stream the assistant's reply (and tool calls) into the log."""
+    await async_prepare_session(live, chat_log)
+    stream = _TurnStream(chat_log)
+    live.call_handler = stream.call_tool
+
+    async def pump() -> None:
+        try:
+            reply = await live.session.ask(text)
+            async for delta in reply:
+                stream.text(delta)
+        except BaseException as err:
+            stream.fail(err)
+            raise
+        else:
+            stream.end()
+
+    pump_task = hass.async_create_task(pump(), "itannix text turn", eager_start=True)
+    try:
+        async for content in chat_log.async_add_delta_content_stream(
+            agent_id, stream.deltas()
+        ):
+            stream.resolve(content)
+    finally:
+        live.call_handler = None
+        stream.cancel_pending()
+        if not pump_task.done():
+            pump_task.cancel()
+        # The pump's error (if any) was already raised through the stream.
+        await asyncio.gather(pump_task, return_exceptions=True)
+    if not isinstance(chat_log.content[-1], conversation.AssistantContent):
+        # A reply with no text still ends the turn with an assistant message.
+        chat_log.async_add_assistant_content_without_tools(
+            conversation.AssistantContent(agent_id=agent_id, content="")
+        )

@@ -1,0 +1,351 @@
+"""Config flow for ItanniX Realtime: TOFU enrollment, reauth, reconfigure and options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+import uuid
+
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlowWithReload,
+)
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import llm
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    TemplateSelector,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+import voluptuous as vol
+
+from .const import (
+    APP_SOURCE,
+    CONF_ASSISTANT_ID,
+    CONF_BASE_URL,
+    CONF_CLIENT_ID,
+    CONF_IDLE_TIMEOUT,
+    CONF_WORKSPACE_KEY,
+    CONNECT_TIMEOUT,
+    DEFAULT_BASE_URL,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_TITLE,
+    DOMAIN,
+    LOGGER,
+    MAX_IDLE_TIMEOUT,
+    MIN_IDLE_TIMEOUT,
+)
+from .realtime import (
+    AuthenticationError,
+    CannotConnectError,
+    Credentials,
+    InvalidUrlError,
+    ItanniXClient,
+    ItanniXError,
+    RateLimitedError,
+    RealtimeConnection,
+    validate_base_url,
+)
+from .secret_store import generate_secret, get_secret_store
+
+LLM_API_NONE = "none"
+
+_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+_URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
+
+
+async def async_enroll(
+    hass: HomeAssistant,
+    data: Mapping[str, Any],
+    secret: str,
+    assistant_id: str | None = None,
+) -> None:
+    """Open and close one real session: enrolls the secret (TOFU) or proves it matches."""
+    client = ItanniXClient(
+        async_get_clientsession(hass),
+        data[CONF_BASE_URL],
+        Credentials(
+            client_id=data[CONF_CLIENT_ID],
+            client_secret=secret,
+            workspace_key=data.get(CONF_WORKSPACE_KEY),
+        ),
+        assistant_id=assistant_id,
+        app_source=APP_SOURCE,
+    )
+    connection = RealtimeConnection(client, connect_timeout=CONNECT_TIMEOUT)
+    try:
+        await connection.connect()
+    finally:
+        await connection.close()
+
+
+def _error_key(err: ItanniXError) -> str:
+    """Map a library error to the flow's translated error key."""
+    if isinstance(err, InvalidUrlError):
+        return "invalid_url"
+    if isinstance(err, AuthenticationError):
+        # A freshly generated secret is refused only when the Client ID is already
+        # enrolled with another one; anything else is the key or the client itself.
+        text = f"{err.message} {err.hint or ''} {err.code or ''}".lower()
+        return "secret_mismatch" if "secret" in text else "invalid_auth"
+    if isinstance(err, RateLimitedError):
+        return "rate_limited"
+    if isinstance(err, CannotConnectError):
+        return "cannot_connect"
+    return "unknown"
+
+
+def _hint(err: ItanniXError) -> str:
+    """The service's own advice, shown under the translated error."""
+    return err.hint or err.message or ""
+
+
+async def _async_try(
+    hass: HomeAssistant,
+    data: Mapping[str, Any],
+    secret: str,
+    assistant_id: str | None,
+    errors: dict[str, str],
+    placeholders: dict[str, str],
+) -> bool:
+    """Enroll or verify; fill ``errors``/``placeholders`` and return False on failure."""
+    try:
+        await async_enroll(hass, data, secret, assistant_id)
+    except ItanniXError as err:
+        key = _error_key(err)
+        errors["base"] = key
+        placeholders["hint"] = _hint(err)
+        if key == "unknown":
+            LOGGER.warning("Unexpected answer from ItanniX: %s", err)
+        return False
+    except Exception:
+        LOGGER.exception("Unexpected error while contacting ItanniX")
+        errors["base"] = "unknown"
+        placeholders["hint"] = ""
+        return False
+    return True
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Set up one ItanniX client (a Client ID with its own enrolled secret)."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    def __init__(self) -> None:
+        """Initialize the flow."""
+        self._client_id = str(uuid.uuid4())
+        self._accepted_non_uuid: str | None = None
+
+    async def async_step_user(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the Workspace Key, the Client ID and the server; enroll before saving."""
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {"hint": ""}
+        if user_input is not None:
+            data = {
+                CONF_BASE_URL: user_input[CONF_BASE_URL].strip().rstrip("/"),
+                CONF_CLIENT_ID: user_input[CONF_CLIENT_ID].strip(),
+                CONF_WORKSPACE_KEY: user_input[CONF_WORKSPACE_KEY].strip(),
+            }
+            client_id = data[CONF_CLIENT_ID]
+            await self.async_set_unique_id(client_id)
+            self._abort_if_unique_id_configured()
+            if not client_id:
+                errors[CONF_CLIENT_ID] = "client_id_empty"
+            elif not _is_uuid(client_id) and self._accepted_non_uuid != client_id:
+                # Warn once; the same value submitted again is used as it is.
+                self._accepted_non_uuid = client_id
+                errors[CONF_CLIENT_ID] = "client_id_not_uuid"
+            else:
+                try:
+                    validate_base_url(data[CONF_BASE_URL])
+                except InvalidUrlError:
+                    errors[CONF_BASE_URL] = "invalid_url"
+            if not errors:
+                secret = generate_secret()
+                if await _async_try(self.hass, data, secret, None, errors, placeholders):
+                    # Stored only once enrolled: a secret that never worked is worthless.
+                    await get_secret_store(self.hass).async_set(client_id, secret)
+                    return self.async_create_entry(title=DEFAULT_TITLE, data=data)
+            self._client_id = client_id
+            defaults: Mapping[str, Any] = user_input
+        else:
+            defaults = {CONF_BASE_URL: DEFAULT_BASE_URL, CONF_CLIENT_ID: self._client_id}
+
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_WORKSPACE_KEY,
+                    default=defaults.get(CONF_WORKSPACE_KEY, vol.UNDEFINED),
+                ): _PASSWORD,
+                vol.Required(CONF_CLIENT_ID, default=defaults[CONF_CLIENT_ID]): str,
+                vol.Required(CONF_BASE_URL, default=defaults[CONF_BASE_URL]): _URL,
+            }
+        )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def async_step_reauth(
+        self, entry_data: Mapping[str, Any]
+    ) -> ConfigFlowResult:
+        """The enrolled secret no longer matches (or was lost)."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Enroll a fresh secret once the user has reset the client in the dashboard."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        placeholders = {"client_id": entry.data[CONF_CLIENT_ID], "hint": ""}
+        if user_input is not None:
+            secret = generate_secret()
+            if await _async_try(
+                self.hass,
+                entry.data,
+                secret,
+                entry.options.get(CONF_ASSISTANT_ID),
+                errors,
+                placeholders,
+            ):
+                # Replace the stored secret only after the new one is enrolled.
+                await get_secret_store(self.hass).async_set(entry.unique_id or "", secret)
+                return self.async_update_reload_and_abort(entry)
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema({}),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the server or the Workspace Key; the enrolled secret must still match."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {"hint": ""}
+        if user_input is not None:
+            data = {
+                **entry.data,
+                CONF_BASE_URL: user_input[CONF_BASE_URL].strip().rstrip("/"),
+                CONF_WORKSPACE_KEY: user_input[CONF_WORKSPACE_KEY].strip(),
+            }
+            try:
+                validate_base_url(data[CONF_BASE_URL])
+            except InvalidUrlError:
+                errors[CONF_BASE_URL] = "invalid_url"
+            secret = await get_secret_store(self.hass).async_get(entry.unique_id or "")
+            if secret is None:
+                errors["base"] = "secret_missing"
+            if not errors and await _async_try(
+                self.hass,
+                data,
+                secret or "",
+                entry.options.get(CONF_ASSISTANT_ID),
+                errors,
+                placeholders,
+            ):
+                return self.async_update_reload_and_abort(entry, data=data)
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_WORKSPACE_KEY, default=entry.data[CONF_WORKSPACE_KEY]
+                ): _PASSWORD,
+                vol.Required(CONF_BASE_URL, default=entry.data[CONF_BASE_URL]): _URL,
+            }
+        )
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> ItanniXOptionsFlow:
+        """Return the options flow."""
+        return ItanniXOptionsFlow()
+
+
+class ItanniXOptionsFlow(OptionsFlowWithReload):
+    """Assistant, Home Assistant control and session lifetime."""
+
+    async def async_step_init(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show and save the options."""
+        if user_input is not None:
+            options = {
+                key: value
+                for key, value in user_input.items()
+                if value not in ("", None)
+                and not (key == CONF_LLM_HASS_API and value == LLM_API_NONE)
+            }
+            return self.async_create_entry(data=options)
+
+        options = self.config_entry.options
+        apis: list[SelectOptionDict] = [
+            SelectOptionDict(value=LLM_API_NONE, label="No control")
+        ]
+        apis.extend(
+            SelectOptionDict(value=api.id, label=api.name)
+            for api in llm.async_get_apis(self.hass)
+        )
+        schema = vol.Schema(
+            {
+                vol.Optional(
+                    CONF_ASSISTANT_ID,
+                    description={"suggested_value": options.get(CONF_ASSISTANT_ID)},
+                ): str,
+                vol.Optional(
+                    CONF_LLM_HASS_API,
+                    default=options.get(CONF_LLM_HASS_API, LLM_API_NONE),
+                ): SelectSelector(
+                    SelectSelectorConfig(options=apis, translation_key="llm_hass_api")
+                ),
+                vol.Optional(
+                    CONF_PROMPT,
+                    description={"suggested_value": options.get(CONF_PROMPT)},
+                ): TemplateSelector(),
+                vol.Optional(
+                    CONF_IDLE_TIMEOUT,
+                    default=options.get(CONF_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT),
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=MIN_IDLE_TIMEOUT,
+                        max=MAX_IDLE_TIMEOUT,
+                        step=10,
+                        unit_of_measurement="s",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+            }
+        )
+        return self.async_show_form(step_id="init", data_schema=schema)

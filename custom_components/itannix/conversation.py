@@ -1,0 +1,129 @@
+"""The ItanniX assistant as a Home Assistant conversation agent."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from homeassistant.components import conversation
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import intent
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .chat import async_run_text_turn
+from .const import DOMAIN, LOGGER, TURN_TIMEOUT
+from .entity import ItanniXEntity
+from .realtime import (
+    AuthenticationError,
+    CannotConnectError,
+    ItanniXError,
+    RateLimitedError,
+)
+from .runtime import ItanniXConfigEntry
+
+PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: ItanniXConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up the conversation agent."""
+    async_add_entities([ItanniXConversationEntity(entry)])
+
+
+def _failure(err: BaseException) -> HomeAssistantError:
+    """The translated error a user sees for a failed turn."""
+    if isinstance(err, AuthenticationError):
+        key, placeholders = "auth_failed", {"hint": err.hint or err.message}
+    elif isinstance(err, RateLimitedError):
+        key, placeholders = "rate_limited", {}
+    elif isinstance(err, CannotConnectError):
+        key, placeholders = "cannot_connect", {"error": err.message}
+    elif isinstance(err, TimeoutError):
+        key, placeholders = "turn_timeout", {}
+    elif isinstance(err, ItanniXError):
+        key, placeholders = "turn_failed", {"error": err.message}
+    else:
+        key, placeholders = "turn_failed", {"error": type(err).__name__}
+    return HomeAssistantError(
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders=placeholders,
+    )
+
+
+class ItanniXConversationEntity(
+    conversation.ConversationEntity, conversation.AbstractConversationAgent, ItanniXEntity
+):
+    """Type to the ItanniX assistant; the same conversation ID keeps its context."""
+
+    _attr_supports_streaming = True
+    _attr_translation_key = "assistant"
+
+    def __init__(self, entry: ItanniXConfigEntry) -> None:
+        """Initialize the agent."""
+        super().__init__(entry, "conversation")
+        if entry.options.get(CONF_LLM_HASS_API):
+            self._attr_supported_features = (
+                conversation.ConversationEntityFeature.CONTROL
+            )
+
+    @property
+    def supported_languages(self) -> list[str] | Literal["*"]:
+        """The assistant understands whatever its model does."""
+        return MATCH_ALL
+
+    async def _async_handle_message(
+        self,
+        user_input: conversation.ConversationInput,
+        chat_log: conversation.ChatLog,
+    ) -> conversation.ConversationResult:
+        """Send the message to the conversation's realtime session."""
+        options = self.entry.options
+        if options.get(CONF_LLM_HASS_API) or options.get(CONF_PROMPT):
+            try:
+                await chat_log.async_provide_llm_data(
+                    user_input.as_llm_context(DOMAIN),
+                    options.get(CONF_LLM_HASS_API),
+                    options.get(CONF_PROMPT),
+                    user_input.extra_system_prompt,
+                )
+            except conversation.ConverseError as err:
+                return err.as_conversation_result()
+
+        sessions = self.entry.runtime_data.sessions
+        key = chat_log.conversation_id
+        try:
+            async with asyncio.timeout(TURN_TIMEOUT):
+                live = await sessions.async_get(key)
+                async with live.lock:
+                    live.cancel_idle()
+                    try:
+                        await async_run_text_turn(
+                            self.hass, live, chat_log, self.entity_id, user_input.text
+                        )
+                    finally:
+                        sessions.turn_finished(live)
+        except (ItanniXError, TimeoutError) as err:
+            LOGGER.warning("ItanniX turn failed: %s", err)
+            await sessions.async_close(key)
+            if isinstance(err, AuthenticationError):
+                self.entry.async_start_reauth(self.hass)
+            return self._error_result(user_input, chat_log, _failure(err))
+        return conversation.async_get_result_from_chat_log(user_input, chat_log)
+
+    @staticmethod
+    def _error_result(
+        user_input: conversation.ConversationInput,
+        chat_log: conversation.ChatLog,
+        err: HomeAssistantError,
+    ) -> conversation.ConversationResult:
+        response = intent.IntentResponse(language=user_input.language)
+        response.async_set_error(intent.IntentResponseErrorCode.UNKNOWN, str(err))
+        return conversation.ConversationResult(
+            response=response, conversation_id=chat_log.conversation_id
+        )

@@ -1,0 +1,24 @@
+"""The typed runtime object every platform reaches through ``entry.runtime_data``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from homeassistant.config_entries import ConfigEntry
+
+from .realtime import ItanniXClient
+
+if TYPE_CHECKING:
+    from .sessions import SessionManager
+
+
+@dataclass(slots=True)
+class ItanniXRuntime:
+    """What one config entry holds while it is loaded."""
+
+    client: ItanniXClient
+    sessions: SessionManager
+
+
+type ItanniXConfigEntry = ConfigEntry[ItanniXRuntime]

@@ -1,0 +1,379 @@
+"""The config flow: TOFU enrollment against the emulator, reauth, reconfigure, options."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+from unittest.mock import patch
+import uuid
+
+import pytest
+
+from custom_components.itannix.const import (
+    CONF_ASSISTANT_ID,
+    CONF_BASE_URL,
+    CONF_CLIENT_ID,
+    CONF_IDLE_TIMEOUT,
+    CONF_WORKSPACE_KEY,
+    DEFAULT_BASE_URL,
+    DOMAIN,
+)
+from custom_components.itannix.secret_store import get_secret_store
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    SOURCE_USER,
+    ConfigEntry,
+    ConfigEntryState,
+)
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from tests.emulator import Emulator
+
+from .conftest import CLIENT_ID, user_input
+
+
+async def _start(hass: HomeAssistant) -> str:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    return str(result["flow_id"])
+
+
+async def test_user_flow_enrolls_and_keeps_secret_out_of_entry(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """A user gets an entry; the secret is enrolled, stored privately, never in data."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    schema = result["data_schema"].schema
+    defaults = {str(key): key.default() for key in schema if callable(key.default)}
+    # A fresh UUID is offered and the production server is the default.
+    uuid.UUID(defaults[CONF_CLIENT_ID])
+    assert defaults[CONF_BASE_URL] == DEFAULT_BASE_URL
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], user_input(emulator)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = result["result"]
+    assert entry.unique_id == CLIENT_ID
+    assert entry.data == {
+        CONF_WORKSPACE_KEY: "wk-test",
+        CONF_CLIENT_ID: CLIENT_ID,
+        CONF_BASE_URL: emulator.url,
+    }
+    secret = await get_secret_store(hass).async_get(CLIENT_ID)
+    assert secret is not None
+    assert len(secret) >= 32
+    assert secret not in repr(entry.as_dict())
+    assert emulator.is_enrolled(CLIENT_ID)
+    assert emulator.sessions[0].app_source == "home-assistant"
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def test_same_client_cannot_be_added_twice(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """The Client ID is the unique ID."""
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_non_uuid_client_id_warns_then_is_accepted(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """A dashboard Client ID that is not a UUID gets a warning, not a refusal."""
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator, client_id="kitchen-speaker")
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_CLIENT_ID: "client_id_not_uuid"}
+    assert not emulator.sessions, "nothing is enrolled before the user confirms"
+
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator, client_id="kitchen-speaker")
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert emulator.is_enrolled("kitchen-speaker")
+
+
+async def test_empty_client_id(hass: HomeAssistant, emulator: Emulator) -> None:
+    """An empty Client ID is asked for again."""
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator, client_id="  ")
+    )
+    assert result["errors"] == {CONF_CLIENT_ID: "client_id_empty"}
+
+
+@pytest.mark.parametrize(
+    "url", ["http://192.0.2.10:8080", "ftp://127.0.0.1", "not a url"]
+)
+async def test_plain_http_only_to_loopback(
+    hass: HomeAssistant, emulator: Emulator, url: str
+) -> None:
+    """The secret never travels in clear text to another machine."""
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator, base_url=url)
+    )
+    assert result["errors"] == {CONF_BASE_URL: "invalid_url"}
+    assert not emulator.requests
+
+
+async def test_wrong_workspace_key(hass: HomeAssistant, emulator: Emulator) -> None:
+    """A rejected Workspace Key is named, with the service's hint, and can be fixed."""
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator, workspace_key="wk-wrong")
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "invalid_auth"}
+    assert result["description_placeholders"]["hint"]
+    assert not emulator.is_enrolled(CLIENT_ID)
+
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_client_already_enrolled_elsewhere(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """A Client ID enrolled with another secret explains the dashboard reset."""
+    await _enroll_elsewhere(emulator)
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator)
+    )
+    assert result["errors"] == {"base": "secret_mismatch"}
+    assert "dashboard" in result["description_placeholders"]["hint"].lower()
+    assert await get_secret_store(hass).async_get(CLIENT_ID) is None
+
+    emulator.reset_enrollment(CLIENT_ID)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_cannot_connect_then_recovers(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """An unreachable server is reported; once it is back, setup completes."""
+    flow_id = await _start(hass)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator, base_url=f"http://127.0.0.1:{closed_port}")
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(429, "rate_limited"), (500, "unknown"), (503, "unknown")]
+)
+async def test_service_errors(
+    hass: HomeAssistant, emulator: Emulator, status: int, error: str
+) -> None:
+    """Rate limits and server failures are named, and nothing is stored."""
+    emulator.faults.status["sessions"] = status
+    emulator.faults.body["sessions"] = {"message": "Busy", "hint": "Try later"}
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator)
+    )
+    assert result["errors"] == {"base": error}
+    assert result["description_placeholders"]["hint"] == "Try later"
+    assert await get_secret_store(hass).async_get(CLIENT_ID) is None
+
+
+async def test_malformed_answer_is_unknown(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """An SDP answer that is not SDP is an unexpected error, not a crash."""
+    emulator.faults.malformed_sdp = True
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator)
+    )
+    assert result["errors"] == {"base": "unknown"}
+
+
+async def test_unexpected_exception_is_unknown(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """A bug below the flow still ends in a form with an error, not a stack trace."""
+    flow_id = await _start(hass)
+    with patch(
+        "custom_components.itannix.config_flow.RealtimeConnection.connect",
+        side_effect=RuntimeError("boom"),
+    ):
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, user_input(emulator)
+        )
+    assert result["errors"] == {"base": "unknown"}
+
+
+async def _enroll_elsewhere(emulator: Emulator) -> None:
+    """Another device enrolls CLIENT_ID with its own secret."""
+    from aiohttp import ClientSession
+
+    async with ClientSession() as session:
+        response = await session.post(
+            f"{emulator.url}/v1/realtime/sessions",
+            json={"modalities": ["text"]},
+            headers={
+                "X-Workspace-Key": "wk-test",
+                "X-Client-Id": CLIENT_ID,
+                "X-Client-Secret": "another-device-secret-0123456789abcdef",
+            },
+        )
+        assert response.status == 200
+
+
+async def test_reauth_enrolls_new_secret_after_dashboard_reset(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """After a reset, reauth enrolls a new secret; a failed try changes nothing."""
+    old_secret = await get_secret_store(hass).async_get(CLIENT_ID)
+    # The secret is reset in the dashboard and another device takes the Client ID.
+    emulator.reset_enrollment(CLIENT_ID)
+    await _enroll_elsewhere(emulator)
+    await hass.config_entries.async_reload(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
+    flow_id = flows[0]["flow_id"]
+
+    result = await hass.config_entries.flow.async_configure(flow_id, {})
+    assert result["errors"] == {"base": "secret_mismatch"}
+    assert await get_secret_store(hass).async_get(CLIENT_ID) == old_secret
+
+    emulator.reset_enrollment(CLIENT_ID)
+    result = await hass.config_entries.flow.async_configure(flow_id, {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    new_secret = await get_secret_store(hass).async_get(CLIENT_ID)
+    assert new_secret not in (None, old_secret)
+    await hass.async_block_till_done()
+    assert config_entry.state is ConfigEntryState.LOADED
+
+
+async def _reconfigure(hass: HomeAssistant, entry: ConfigEntry) -> dict[str, Any]:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
+    )
+    assert result["type"] is FlowResultType.FORM
+    return dict(result)
+
+
+async def test_reconfigure(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """The Workspace Key can be changed; a rejected one is reported and not saved."""
+    result = await _reconfigure(hass, config_entry)
+    assert result["step_id"] == "reconfigure"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_WORKSPACE_KEY: "wk-wrong", CONF_BASE_URL: emulator.url},
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_WORKSPACE_KEY: "wk-test", CONF_BASE_URL: "http://192.0.2.1"},
+    )
+    assert result["errors"] == {CONF_BASE_URL: "invalid_url"}
+    assert config_entry.data[CONF_WORKSPACE_KEY] == "wk-test"
+
+    emulator.workspace_key = "wk-rotated"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_WORKSPACE_KEY: "wk-rotated", CONF_BASE_URL: emulator.url + "/"},
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert config_entry.data[CONF_WORKSPACE_KEY] == "wk-rotated"
+    assert config_entry.data[CONF_BASE_URL] == emulator.url
+    await hass.async_block_till_done()
+    assert config_entry.state is ConfigEntryState.LOADED
+
+
+async def test_reconfigure_without_secret(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """With the secret gone, reconfigure points to re-authentication."""
+    await get_secret_store(hass).async_remove(CLIENT_ID)
+    result = await _reconfigure(hass, config_entry)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_WORKSPACE_KEY: "wk-test", CONF_BASE_URL: emulator.url},
+    )
+    assert result["errors"] == {"base": "secret_missing"}
+
+
+async def test_options(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Options are saved; 'no control' and empty fields are left out."""
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    assert result["type"] is FlowResultType.FORM
+    apis = result["data_schema"].schema[CONF_LLM_HASS_API].config["options"]
+    assert {"value": "assist", "label": "Assist"} in apis
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_ASSISTANT_ID: "asst_kitchen",
+            CONF_LLM_HASS_API: "assist",
+            CONF_PROMPT: "Call me Sam.",
+            CONF_IDLE_TIMEOUT: 120,
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert config_entry.options == {
+        CONF_ASSISTANT_ID: "asst_kitchen",
+        CONF_LLM_HASS_API: "assist",
+        CONF_PROMPT: "Call me Sam.",
+        CONF_IDLE_TIMEOUT: 120,
+    }
+    await hass.async_block_till_done()
+    # The entry reloaded with the new assistant: its session request names it.
+    assert emulator.sessions[-1].assistant_id == "asst_kitchen"
+
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {CONF_ASSISTANT_ID: "", CONF_LLM_HASS_API: "none", CONF_IDLE_TIMEOUT: 300},
+    )
+    assert config_entry.options == {CONF_IDLE_TIMEOUT: 300}
+
+
+async def test_second_client_is_a_second_entry(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Two clients of one workspace live side by side, each with its own secret."""
+    flow_id = await _start(hass)
+    other = str(uuid.uuid4())
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator, client_id=other)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    store = get_secret_store(hass)
+    assert await store.async_get(other) != await store.async_get(CLIENT_ID)
