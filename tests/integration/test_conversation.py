@@ -1,0 +1,315 @@
+"""Typing to the assistant in Assist: replies, context, tools and every failure."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+from unittest.mock import patch
+
+from aiohttp import ClientSession
+import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+
+from custom_components.itannix.const import DEFAULT_IDLE_TIMEOUT, DOMAIN
+from homeassistant.components import conversation
+from homeassistant.components.homeassistant.exposed_entities import (
+    async_expose_entity,
+)
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_LLM_HASS_API
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import entity_registry as er, intent, llm
+from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
+from tests.emulator import Emulator, EmulatedSession, FunctionCallSpec, Turn
+
+from .conftest import CLIENT_ID
+
+AGENT = "conversation.itannix_assistant"
+
+
+async def _say(
+    hass: HomeAssistant, text: str, conversation_id: str | None = None
+) -> conversation.ConversationResult:
+    return await conversation.async_converse(
+        hass, text, conversation_id, Context(), language="en", agent_id=AGENT
+    )
+
+
+def _speech(result: conversation.ConversationResult) -> str:
+    return str(result.response.speech["plain"]["speech"])
+
+
+def _peers(emulator: Emulator) -> list[EmulatedSession]:
+    """Realtime sessions that carried conversation turns (not the enrollment's)."""
+    return [s for s in emulator.sessions if s.has_peer and s.received_events]
+
+
+def _user_texts(session: EmulatedSession) -> list[str]:
+    return [
+        part["text"]
+        for event in session.received_events
+        if event.get("type") == "conversation.item.create"
+        and event["item"].get("role") == "user"
+        for part in event["item"]["content"]
+    ]
+
+
+async def _until(predicate: Any, timeout: float = 5.0) -> None:
+    """Wait (bounded) for something the other peer does in its own time."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_agent_entity(hass: HomeAssistant, config_entry: ConfigEntry) -> None:
+    """The agent is an entity of the entry's service device, with a translated name."""
+    entity = er.async_get(hass).async_get(AGENT)
+    assert entity is not None
+    assert entity.config_entry_id == config_entry.entry_id
+    assert entity.translation_key == "assistant"
+    assert hass.states.get(AGENT) is not None
+
+
+async def test_typed_message_gets_the_assistants_reply(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """What the assistant answers is what the user reads."""
+    emulator.assistant("default").add_turn(
+        Turn(user_text="What is the capital of France?", reply="Paris, of course.")
+    )
+    result = await _say(hass, "What is the capital of France?")
+    assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
+    assert _speech(result) == "Paris, of course."
+    assert not result.continue_conversation
+    # A typed turn asks for a text reply.
+    session = _peers(emulator)[0]
+    creates = [e for e in session.received_events if e["type"] == "response.create"]
+    assert creates[0]["response"]["modalities"] == ["text"]
+
+
+async def test_same_conversation_keeps_its_session(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Follow-ups reuse the conversation's session (its context); others get theirs."""
+    first = await _say(hass, "My name is Sam.")
+    second = await _say(hass, "What is my name?", first.conversation_id)
+    assert second.conversation_id == first.conversation_id
+    assert _speech(second) == "I heard: What is my name?"
+    assert len(_peers(emulator)) == 1
+    assert _user_texts(_peers(emulator)[0]) == ["My name is Sam.", "What is my name?"]
+
+    other = await _say(hass, "Hello")
+    assert other.conversation_id != first.conversation_id
+    assert len(_peers(emulator)) == 2
+
+
+async def test_idle_session_closes_and_reopens(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """After the idle time the session is closed; the next turn opens a new one."""
+    result = await _say(hass, "Hello")
+    async_fire_time_changed(
+        hass, dt_util.utcnow() + timedelta(seconds=DEFAULT_IDLE_TIMEOUT + 1)
+    )
+    await hass.async_block_till_done()
+    await _until(lambda: _peers(emulator)[0].closed)
+
+    await _say(hass, "Still there?", result.conversation_id)
+    assert len(_peers(emulator)) == 2
+
+
+async def test_question_keeps_the_satellite_listening(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """An answer that asks something sets continue_conversation."""
+    emulator.assistant("default").add_turn(
+        Turn(user_text="Set a timer", reply="For how long?")
+    )
+    result = await _say(hass, "Set a timer")
+    assert result.continue_conversation
+
+
+async def _enable_assist(hass: HomeAssistant, entry: ConfigEntry) -> None:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_LLM_HASS_API: "assist"}
+    )
+    await hass.async_block_till_done()
+
+
+async def test_llm_tool_call_turns_on_a_light(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """With Assist selected, the assistant's HassTurnOn call really turns on a light."""
+    assert await async_setup_component(
+        hass, "input_boolean", {"input_boolean": {"kitchen": {}}}
+    )
+    assert await async_setup_component(
+        hass,
+        "template",
+        {
+            "template": [
+                {
+                    "light": [
+                        {
+                            "name": "Kitchen light",
+                            "state": "{{ is_state('input_boolean.kitchen', 'on') }}",
+                            "turn_on": {
+                                "action": "input_boolean.turn_on",
+                                "target": {"entity_id": "input_boolean.kitchen"},
+                            },
+                            "turn_off": {
+                                "action": "input_boolean.turn_off",
+                                "target": {"entity_id": "input_boolean.kitchen"},
+                            },
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+    await hass.async_block_till_done()
+    async_expose_entity(hass, "conversation", "light.kitchen_light", True)
+    await _enable_assist(hass, config_entry)
+    assert hass.states.get("light.kitchen_light").state == "off"
+
+    # Like a model, the scripted assistant calls the tool by the name it is offered
+    # (newer Home Assistant prefixes tool names with their API's).
+    api = await llm.async_get_api(
+        hass,
+        "assist",
+        llm.LLMContext(
+            platform=DOMAIN,
+            context=Context(),
+            language="en",
+            assistant=conversation.DOMAIN,
+            device_id=None,
+        ),
+    )
+    turn_on = next(tool.name for tool in api.tools if tool.name.endswith("HassTurnOn"))
+    emulator.assistant("default").add_turn(
+        Turn(
+            user_text="Turn on the kitchen light",
+            function_calls=[
+                FunctionCallSpec(
+                    name=turn_on,
+                    arguments='{"name": "Kitchen light"}',
+                    call_id="call_light",
+                )
+            ],
+            reply_after_tools="The kitchen light is on.",
+        )
+    )
+    result = await _say(hass, "Turn on the kitchen light")
+
+    assert hass.states.get("light.kitchen_light").state == "on"
+    assert _speech(result) == "The kitchen light is on."
+    session = _peers(emulator)[-1]
+    # Home Assistant's tools were offered next to the assistant's own.
+    updates = [e for e in session.received_events if e["type"] == "session.update"]
+    offered = {tool["name"] for tool in updates[0]["session"]["tools"]}
+    assert turn_on in offered
+    # The tool's result went back as the call's one output.
+    assert "Kitchen light" in session.function_outputs["call_light"]
+    assert list(session.function_outputs) == ["call_light"]
+
+
+async def test_unknown_function_gets_an_error_output(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """A dashboard function Home Assistant doesn't know is still answered once."""
+    emulator.assistant("default").add_turn(
+        Turn(
+            user_text="Order pizza",
+            function_calls=[FunctionCallSpec(name="order_pizza", call_id="call_p")],
+            reply_after_tools="Sorry: {order_pizza}",
+        )
+    )
+    result = await _say(hass, "Order pizza")
+    output = _peers(emulator)[-1].function_outputs["call_p"]
+    assert "not available" in output
+    assert _speech(result).startswith("Sorry:")
+
+
+async def _enroll_elsewhere(emulator: Emulator) -> None:
+    async with ClientSession() as session:
+        response = await session.post(
+            f"{emulator.url}/v1/realtime/sessions",
+            json={"modalities": ["text"]},
+            headers={
+                "X-Workspace-Key": "wk-test",
+                "X-Client-Id": CLIENT_ID,
+                "X-Client-Secret": "another-device-secret-0123456789abcdef",
+            },
+        )
+        assert response.status == 200
+
+
+async def test_revoked_secret_reports_and_starts_reauth(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """A 401 mid-use is explained in the conversation and a reauth flow starts."""
+    emulator.reset_enrollment(CLIENT_ID)
+    await _enroll_elsewhere(emulator)
+    result = await _say(hass, "Hello")
+    assert result.response.response_type is intent.IntentResponseType.ERROR
+    assert "rejected this client's credentials" in _speech(result)
+    await hass.async_block_till_done()
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ({"status": 503}, "could not answer"),
+        ({"malformed_sdp": True}, "could not answer"),
+        ({"drop_channel_mid_reply": True}, "Could not reach ItanniX"),
+        ({"close_peer_after_open": True}, "Could not reach ItanniX"),
+    ],
+)
+async def test_service_failures_become_error_responses(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    fault: dict[str, Any],
+    message: str,
+) -> None:
+    """Whatever breaks, the user reads a translated error, and the next turn works."""
+    if "status" in fault:
+        emulator.faults.status["sessions"] = fault["status"]
+    else:
+        for name, value in fault.items():
+            setattr(emulator.faults, name, value)
+    result = await _say(hass, "Hello")
+    assert result.response.response_type is intent.IntentResponseType.ERROR
+    assert message in _speech(result)
+
+    emulator.faults.status.clear()
+    for name in ("malformed_sdp", "drop_channel_mid_reply", "close_peer_after_open"):
+        setattr(emulator.faults, name, False)
+    result = await _say(hass, "Hello again", result.conversation_id)
+    assert _speech(result) == "I heard: Hello again"
+
+
+async def test_turn_timeout(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """A service that never answers ends in an error, not a hung Assist dialog."""
+    emulator.faults.no_answer = True
+    with patch("custom_components.itannix.conversation.TURN_TIMEOUT", 0.5):
+        result = await _say(hass, "Hello")
+    assert result.response.response_type is intent.IntentResponseType.ERROR
+    assert "took too long" in _speech(result)
+
+
+async def test_unload_closes_sessions(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Unloading the entry closes every realtime session it had open."""
+    await _say(hass, "Hello")
+    await _say(hass, "Hello too")
+    assert await hass.config_entries.async_unload(config_entry.entry_id)
+    await _until(lambda: all(s.closed for s in _peers(emulator)))
