@@ -1,0 +1,101 @@
+"""ItanniX realtime protocol library: REST client, WebRTC connection and sessions.
+
+Pure asyncio on aiohttp and aiortc, without Home Assistant imports.
+"""
+
+from __future__ import annotations
+
+from .audio import AudioSubscription, MicrophoneTrack, Resampler, SpeakerSink
+from .client import (
+    DEFAULT_APP_SOURCE,
+    DEFAULT_BASE_URL,
+    MAX_TTS_CHARS,
+    Credentials,
+    IceServer,
+    ItanniXClient,
+    SessionInfo,
+    SynthesizedSpeech,
+    Voice,
+    validate_base_url,
+)
+from .connection import (
+    DEFAULT_CHANNEL_LABEL,
+    DEFAULT_TRANSCRIPTION_MODEL,
+    EventStream,
+    RealtimeConnection,
+)
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    CannotConnectError,
+    InvalidUrlError,
+    ItanniXError,
+    ProtocolError,
+    RateLimitedError,
+    ServerError,
+)
+from .events import (
+    FunctionCall,
+    FunctionCallTracker,
+    InputTranscript,
+    ResponseDone,
+    ServerErrorEvent,
+    SpeechStarted,
+    SpeechStopped,
+    TextDelta,
+    TextDone,
+    TranscriptDelta,
+    TranscriptDone,
+    Usage,
+    parse_event,
+)
+from .ice import build_rtc_configuration, sanitize_ice_servers
+from .session import AudioTurn, FunctionHandler, RealtimeSession, Reply
+
+__all__ = [
+    "DEFAULT_APP_SOURCE",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CHANNEL_LABEL",
+    "DEFAULT_TRANSCRIPTION_MODEL",
+    "MAX_TTS_CHARS",
+    "AudioSubscription",
+    "AudioTurn",
+    "AuthenticationError",
+    "BadRequestError",
+    "CannotConnectError",
+    "Credentials",
+    "EventStream",
+    "FunctionCall",
+    "FunctionCallTracker",
+    "FunctionHandler",
+    "IceServer",
+    "InputTranscript",
+    "InvalidUrlError",
+    "ItanniXClient",
+    "ItanniXError",
+    "MicrophoneTrack",
+    "ProtocolError",
+    "RateLimitedError",
+    "RealtimeConnection",
+    "RealtimeSession",
+    "Reply",
+    "Resampler",
+    "ResponseDone",
+    "ServerError",
+    "ServerErrorEvent",
+    "SessionInfo",
+    "SpeakerSink",
+    "SpeechStarted",
+    "SpeechStopped",
+    "SynthesizedSpeech",
+    "TextDelta",
+    "TextDone",
+    "TranscriptDelta",
+    "TranscriptDone",
+    "Usage",
+    "Voice",
+    "build_rtc_configuration",
+    "parse_event",
+    "sanitize_ice_servers",
+    "validate_base_url",
+]

@@ -1,0 +1,351 @@
+"""Audio plumbing between PCM byte streams and aiortc tracks.
+
+- ``MicrophoneTrack``: the outbound track; PCM fed at any chunk size, handed to aiortc's
+  Opus encoder as paced 20 ms frames (silence when starved).
+- ``SpeakerSink``: drains the remote track continuously (aiortc's queue is unbounded)
+  and hands fixed-size PCM chunks to whoever subscribed.
+- ``Resampler``: PyAV resampling to s16 mono, re-chunked to fixed frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+import av
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+_LOGGER = logging.getLogger(__name__)
+
+SAMPLE_WIDTH: Final = 2  # s16
+OUTBOUND_RATE: Final = 48_000  # what aiortc's Opus encoder works at
+FRAME_SECONDS: Final = 0.020
+OUTBOUND_FRAME_SAMPLES: Final = int(OUTBOUND_RATE * FRAME_SECONDS)  # 960
+# Once recv() falls this far behind its schedule (the sender was detached or the loop
+# stalled), restart the clock instead of bursting frames to catch up.
+MAX_LAG_SECONDS: Final = 0.1
+
+
+def pcm_frame(pcm: bytes, rate: int, layout: str = "mono") -> av.AudioFrame:
+    """Wrap interleaved s16 PCM in an ``av.AudioFrame``."""
+    channels = 2 if layout == "stereo" else 1
+    frame = av.AudioFrame(
+        format="s16", layout=layout, samples=len(pcm) // (SAMPLE_WIDTH * channels)
+    )
+    frame.planes[0].update(pcm)
+    frame.sample_rate = rate
+    return frame
+
+
+def frame_pcm(frame: Any) -> bytes:
+    """Return the s16 samples of a packed frame (without the plane's padding)."""
+    channels = len(frame.layout.channels)
+    return bytes(frame.planes[0])[: frame.samples * SAMPLE_WIDTH * channels]
+
+
+class Resampler:
+    """Resample audio to s16 mono at ``rate`` and re-chunk it into fixed frames.
+
+    PyAV's resampler returns frames of varying size (its filter has a delay); consumers
+    want fixed frames, so the output is buffered and cut into ``frame_samples`` chunks.
+    """
+
+    def __init__(self, rate: int, frame_samples: int) -> None:
+        """Initialize for an output rate and chunk size (in samples)."""
+        self.rate = rate
+        self.frame_bytes = frame_samples * SAMPLE_WIDTH
+        self._resampler: av.AudioResampler | None = None
+        self._input_key: tuple[str, str, int] | None = None
+        self._buffer = bytearray()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes waiting for a full chunk."""
+        return len(self._buffer)
+
+    def feed_pcm(self, pcm: bytes, rate: int, layout: str = "mono") -> list[bytes]:
+        """Feed s16 PCM; return the complete chunks now available."""
+        if not pcm:
+            return []
+        return self.feed_frame(pcm_frame(pcm, rate, layout))
+
+    def feed_frame(self, frame: Any) -> list[bytes]:
+        """Feed an ``av.AudioFrame``; return the complete chunks now available."""
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if key == ("s16", "mono", self.rate):
+            # Already what we want: skip the filter graph (and its delay).
+            self._buffer += frame_pcm(frame)
+            return self._chunks()
+        if self._resampler is None or key != self._input_key:
+            # PyAV refuses frames that differ from the first; start a new graph.
+            self._resampler = av.AudioResampler(
+                format="s16", layout="mono", rate=self.rate
+            )
+            self._input_key = key
+        frame.pts = None
+        for out in self._resampler.resample(frame):
+            self._buffer += frame_pcm(out)
+        return self._chunks()
+
+    def flush(self, *, pad: bool = True) -> list[bytes]:
+        """Drain the filter; with ``pad``, complete the last chunk with silence."""
+        if self._resampler is not None:
+            for out in self._resampler.resample(None):
+                self._buffer += frame_pcm(out)
+            self._resampler = None
+            self._input_key = None
+        if pad and self._buffer and len(self._buffer) % self.frame_bytes:
+            self._buffer += bytes(
+                self.frame_bytes - len(self._buffer) % self.frame_bytes
+            )
+        return self._chunks()
+
+    def reset(self) -> None:
+        """Forget buffered audio and filter state."""
+        self._resampler = None
+        self._input_key = None
+        self._buffer.clear()
+
+    def _chunks(self) -> list[bytes]:
+        size = self.frame_bytes
+        count = len(self._buffer) // size
+        if not count:
+            return []
+        chunks = [bytes(self._buffer[i * size : (i + 1) * size]) for i in range(count)]
+        del self._buffer[: count * size]
+        return chunks
+
+
+class MicrophoneTrack(MediaStreamTrack):
+    """Outbound audio track fed with PCM (16 kHz mono s16 by default).
+
+    aiortc pulls frames as fast as ``recv()`` returns them, so ``recv()`` paces itself
+    to the wall clock, 20 ms per frame, and sends silence when nothing was fed.
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        *,
+        input_rate: int = 16_000,
+        max_buffer_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        """Initialize; ``clock``/``sleep`` are injectable for deterministic tests."""
+        super().__init__()
+        self.input_rate = input_rate
+        self._resampler = Resampler(OUTBOUND_RATE, OUTBOUND_FRAME_SAMPLES)
+        self._frames: list[bytes] = []
+        self._max_frames = int(max_buffer_seconds / FRAME_SECONDS)
+        self._odd_byte = b""
+        self._clock = clock
+        self._sleep = sleep
+        self._start: float | None = None
+        self._sent_since_start = 0
+        self._pts = 0
+        self._silence = bytes(OUTBOUND_FRAME_SAMPLES * SAMPLE_WIDTH)
+        self.frames_sent = 0
+        self.voiced_frames_sent = 0
+        self.dropped_frames = 0
+
+    @property
+    def buffered_seconds(self) -> float:
+        """Seconds of fed audio not sent yet."""
+        return len(self._frames) * FRAME_SECONDS
+
+    def feed(self, pcm: bytes) -> None:
+        """Queue PCM (s16 mono at ``input_rate``); any chunk size."""
+        data = self._odd_byte + pcm
+        # Keep a lone trailing byte for the next call: half a sample is not a sample.
+        if len(data) % SAMPLE_WIDTH:
+            self._odd_byte, data = data[-1:], data[:-1]
+        else:
+            self._odd_byte = b""
+        self._queue(self._resampler.feed_pcm(data, self.input_rate))
+
+    def flush(self) -> None:
+        """Push out everything fed so far (the last frame padded with silence)."""
+        self._odd_byte = b""
+        self._queue(self._resampler.flush(pad=True))
+
+    def clear(self) -> None:
+        """Drop audio fed but not sent yet."""
+        self._frames.clear()
+        self._odd_byte = b""
+        self._resampler.reset()
+
+    def _queue(self, frames: list[bytes]) -> None:
+        self._frames.extend(frames)
+        overflow = len(self._frames) - self._max_frames
+        if overflow > 0:
+            # Nobody is sending (detached track): keep the newest audio, bounded.
+            del self._frames[:overflow]
+            self.dropped_frames += overflow
+
+    async def recv(self) -> av.AudioFrame:
+        """Return the next 20 ms frame at its wall-clock time."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = self._clock()
+        if self._start is None or now - self._due() > MAX_LAG_SECONDS:
+            self._start = now
+            self._sent_since_start = 0
+        delay = self._due() - now
+        if delay > 0:
+            await self._sleep(delay)
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._sent_since_start += 1
+        if self._frames:
+            pcm = self._frames.pop(0)
+            self.voiced_frames_sent += 1
+        else:
+            pcm = self._silence
+        frame = pcm_frame(pcm, OUTBOUND_RATE)
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, OUTBOUND_RATE)
+        self._pts += OUTBOUND_FRAME_SAMPLES
+        self.frames_sent += 1
+        return frame
+
+    def _due(self) -> float:
+        assert self._start is not None
+        return self._start + self._sent_since_start * FRAME_SECONDS
+
+
+class AudioSubscription:
+    """PCM chunks from a ``SpeakerSink``, from the moment of subscribing.
+
+    Iterate with ``async for``; iteration ends after ``close()`` (once what was already
+    queued has been read) or when the sink stops.
+    """
+
+    def __init__(self, sink: SpeakerSink, max_chunks: int) -> None:
+        """Initialize; use ``SpeakerSink.subscribe()``."""
+        self._sink = sink
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._max_chunks = max_chunks
+        self._closed = False
+        self.chunks_received = 0
+
+    @property
+    def closed(self) -> bool:
+        """Whether no more audio will be added."""
+        return self._closed
+
+    def put(self, chunk: bytes) -> None:
+        """Add a chunk (called by the sink)."""
+        if self._closed:
+            return
+        if self._queue.qsize() >= self._max_chunks:
+            # A consumer that fell far behind loses the oldest audio, not memory.
+            self._queue.get_nowait()
+        self._queue.put_nowait(chunk)
+        self.chunks_received += 1
+
+    def close(self) -> None:
+        """Stop receiving audio; the iterator ends after the queued chunks."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sink.unsubscribe(self)
+        self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """Return self."""
+        return self
+
+    async def __anext__(self) -> bytes:
+        """Return the next chunk."""
+        chunk = await self._queue.get()
+        if chunk is None:
+            self._queue.put_nowait(None)  # later calls end too
+            raise StopAsyncIteration
+        return chunk
+
+
+class SpeakerSink:
+    """Drains a remote audio track into fixed PCM chunks for subscribers.
+
+    The remote track is read continuously, even with nobody listening, because aiortc
+    queues decoded frames without bound.
+    """
+
+    def __init__(
+        self, *, rate: int = 16_000, chunk_ms: int = 20, max_buffer_seconds: float = 60
+    ) -> None:
+        """Initialize for an output rate and chunk length."""
+        self.rate = rate
+        self.chunk_bytes = rate * chunk_ms // 1000 * SAMPLE_WIDTH
+        self._resampler = Resampler(rate, rate * chunk_ms // 1000)
+        self._max_chunks = max(1, int(max_buffer_seconds * 1000 / chunk_ms))
+        self._subscriptions: list[AudioSubscription] = []
+        self._task: asyncio.Task[None] | None = None
+        self._track: MediaStreamTrack | None = None
+        self.frames_received = 0
+
+    @property
+    def running(self) -> bool:
+        """Whether a track is being drained."""
+        return self._task is not None and not self._task.done()
+
+    def start(self, track: MediaStreamTrack) -> None:
+        """Start draining ``track`` (replacing a previous one)."""
+        if self._task is not None:
+            self._task.cancel()
+        self._track = track
+        self._resampler.reset()
+        self._task = asyncio.get_running_loop().create_task(
+            self._drain(track), name="itannix-speaker-sink"
+        )
+
+    def subscribe(self) -> AudioSubscription:
+        """Return a subscription receiving the audio from now on."""
+        sub = AudioSubscription(self, self._max_chunks)
+        if not self._subscriptions:
+            # Nothing was resampled while nobody listened: start clean.
+            self._resampler.reset()
+        self._subscriptions.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: AudioSubscription) -> None:
+        """Stop feeding a subscription."""
+        with contextlib.suppress(ValueError):
+            self._subscriptions.remove(sub)
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.frames_received += 1
+                if not self._subscriptions:
+                    continue
+                for chunk in self._resampler.feed_frame(frame):
+                    for sub in list(self._subscriptions):
+                        sub.put(chunk)
+        except MediaStreamError:
+            _LOGGER.debug("Remote audio track ended")
+        finally:
+            for sub in list(self._subscriptions):
+                sub.close()
+
+    async def stop(self) -> None:
+        """Stop draining and end every subscription."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sub in list(self._subscriptions):
+            sub.close()
+        self._track = None

@@ -1,0 +1,77 @@
+"""Typed errors raised by the ItanniX realtime library.
+
+Every error carries what the service said (``message``, ``hint``, ``code``) and the HTTP
+``status`` when there was one. None of them ever contains the client secret or the
+workspace key: messages are built from the service's reply, never from our request.
+"""
+
+from __future__ import annotations
+
+
+class ItanniXError(Exception):
+    """Base class of every error the library raises."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        """Initialize the error with the service's message and optional details."""
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.status = status
+        self.code = code
+
+    def __str__(self) -> str:
+        """Return the message, followed by the hint when the service gave one."""
+        text = self.message
+        if self.status is not None:
+            text = f"{text} (HTTP {self.status})"
+        if self.hint:
+            text = f"{text}. {self.hint}"
+        return text
+
+
+class AuthenticationError(ItanniXError):
+    """The service refused the credentials (HTTP 401/403): key or secret mismatch."""
+
+
+class RateLimitedError(ItanniXError):
+    """The service asked us to slow down (HTTP 429)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = 429,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """Initialize with the number of seconds from ``Retry-After``, when given."""
+        super().__init__(message, hint=hint, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class ServerError(ItanniXError):
+    """The service failed (5xx) or answered with a status we did not expect."""
+
+
+class CannotConnectError(ItanniXError):
+    """The service could not be reached, timed out, or the session dropped."""
+
+
+class ProtocolError(ItanniXError):
+    """The service answered with something we could not understand."""
+
+
+class InvalidUrlError(ItanniXError):
+    """The base URL is not acceptable (bad scheme, or plain HTTP to a remote host)."""
+
+
+class BadRequestError(ItanniXError):
+    """The service rejected the request itself (HTTP 400/404/422)."""
