@@ -1,0 +1,15 @@
+"""An ItanniX-compatible realtime service on loopback, for tests and development."""
+
+from .brain import FunctionCallSpec, ScriptedBrain, Turn
+from .faults import Faults
+from .peer import EmulatedSession
+from .server import Emulator
+
+__all__ = [
+    "EmulatedSession",
+    "Emulator",
+    "Faults",
+    "FunctionCallSpec",
+    "ScriptedBrain",
+    "Turn",
+]

@@ -1,0 +1,82 @@
+"""Run the emulator on its own: ``python -m tests.emulator --port 8765``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+import secrets
+import signal
+
+from .server import Emulator
+
+
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.emulator",
+        description="An ItanniX-compatible realtime service on this machine.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--workspace-key", help="key clients must send (default: a random one)"
+    )
+    keys.add_argument(
+        "--no-workspace-key",
+        action="store_true",
+        help="older docs' mode: X-Workspace-Key is not required",
+    )
+    parser.add_argument(
+        "--state-file", type=Path, help="keep enrollments (TOFU hashes) in this file"
+    )
+    parser.add_argument(
+        "--ga-names",
+        action="store_true",
+        help="use the GA event names (response.output_text.delta, ...)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    key = (
+        None
+        if args.no_workspace_key
+        else (args.workspace_key or f"wk-{secrets.token_hex(12)}")
+    )
+    emulator = Emulator(
+        workspace_key=key,
+        state_file=args.state_file,
+        host=args.host,
+        port=args.port,
+        ga_names=args.ga_names,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await emulator.start()
+    try:
+        print(f"ItanniX emulator listening on {emulator.url}", flush=True)  # noqa: T201
+        print(  # noqa: T201
+            f"Workspace key: {key}" if key else "Workspace key: not required",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await emulator.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Fault knobs a test turns on to see how the client copes with a misbehaving service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Endpoint keys the status/body/delay knobs understand.
+ENDPOINTS = ("sessions", "sdp", "voices", "tts")
+
+
+@dataclass
+class Faults:
+    """Faults the emulator injects; each test builds its own emulator, so they reset."""
+
+    # Endpoint key -> HTTP status to answer instead of doing the real work.
+    status: dict[str, int] = field(default_factory=dict)
+    # Endpoint key -> JSON body for that faulty status (a default body otherwise).
+    body: dict[str, Any] = field(default_factory=dict)
+    # Retry-After header (seconds) sent with an injected 429.
+    retry_after: int | None = None
+    # Endpoint key -> seconds to wait before answering.
+    delay: dict[str, float] = field(default_factory=dict)
+    # The SDP endpoint answers 201 with a body that is not SDP.
+    malformed_sdp: bool = False
+    # The SDP endpoint never answers (until the emulator stops).
+    no_answer: bool = False
+    # The data channel is closed (the peer stays up) after the first delta of a reply.
+    drop_channel_mid_reply: bool = False
+    # The peer connection is closed right after the data channel opens.
+    close_peer_after_open: bool = False
