@@ -20,21 +20,25 @@ from homeassistant.helpers import llm
 from .realtime import FunctionCall
 from .sessions import LiveSession
 
-_END = object()
 # The Realtime API takes a plain JSON schema object for a function's parameters.
 _UNSUPPORTED_KEYS = {"oneOf", "anyOf", "allOf", "enum", "not"}
 
 
 def _openapi_converter() -> Callable[..., dict[str, Any]]:
-    """Home Assistant's own schema converter: probatio from 2026.x, before it
-    voluptuous-openapi (each lane ships only its own)."""
+    """Return Home Assistant's own schema converter.
+
+    Home Assistant 2026.x ships probatio, 2025.12 voluptuous-openapi; never both.
+    """
+    converter: Callable[..., dict[str, Any]]
     try:
         from probatio import to_openapi  # noqa: PLC0415
     except ImportError:
         from voluptuous_openapi import convert  # noqa: PLC0415
 
-        return convert  # type: ignore[no-any-return]
-    return partial(to_openapi, openapi_version="3.1.0")
+        converter = convert
+    else:
+        converter = partial(to_openapi, openapi_version="3.1.0")
+    return converter
 
 
 def _tool_schema(tool: llm.Tool, api: llm.APIInstance) -> dict[str, Any]:
@@ -56,7 +60,9 @@ def _tool_schema(tool: llm.Tool, api: llm.APIInstance) -> dict[str, Any]:
     return schema
 
 
-async def async_prepare_session(live: LiveSession, chat_log: conversation.ChatLog) -> None:
+async def async_prepare_session(
+    live: LiveSession, chat_log: conversation.ChatLog
+) -> None:
     """Offer the selected LLM API's tools and prompt; once per change, not per turn."""
     api = chat_log.llm_api
     if api is None:
@@ -71,7 +77,8 @@ async def async_prepare_session(live: LiveSession, chat_log: conversation.ChatLo
     await live.session.connection.send(
         {"type": "session.update", "session": {"tools": merged, "tool_choice": "auto"}}
     )
-    prompt = chat_log.content[0].content if chat_log.content else ""
+    system = chat_log.content[0] if chat_log.content else None
+    prompt = system.content if isinstance(system, conversation.SystemContent) else ""
     if prompt and live.installed is None:
         # A system message adds Home Assistant's context without replacing the
         # instructions configured for the assistant in the ItanniX dashboard.
@@ -93,21 +100,24 @@ class _TurnStream:
 
     def __init__(self, chat_log: conversation.ChatLog) -> None:
         self._chat_log = chat_log
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        # None ends the stream; an exception ends it with that error.
+        self._queue: asyncio.Queue[
+            conversation.AssistantContentDeltaDict | BaseException | None
+        ] = asyncio.Queue()
         self._results: dict[str, asyncio.Future[Any]] = {}
 
     def text(self, delta: str) -> None:
         self._queue.put_nowait({"content": delta})
 
     def end(self) -> None:
-        self._queue.put_nowait(_END)
+        self._queue.put_nowait(None)
 
     def fail(self, err: BaseException) -> None:
         self._queue.put_nowait(err)
 
-    async def deltas(self) -> AsyncIterator[dict[str, Any]]:
+    async def deltas(self) -> AsyncIterator[conversation.AssistantContentDeltaDict]:
         yield {"role": "assistant"}
-        while (item := await self._queue.get()) is not _END:
+        while (item := await self._queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item

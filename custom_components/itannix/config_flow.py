@@ -129,12 +129,21 @@ async def _async_try(
         if key == "unknown":
             LOGGER.warning("Unexpected answer from ItanniX: %s", err)
         return False
-    except Exception:
+    except Exception:  # noqa: BLE001 - a bug below must still end in a form error
         LOGGER.exception("Unexpected error while contacting ItanniX")
         errors["base"] = "unknown"
         placeholders["hint"] = ""
         return False
     return True
+
+
+def _form_schema(fields: dict[Any, Any]) -> Any:
+    """Return a form schema that both supported Home Assistant versions take.
+
+    2025.12 types forms as voluptuous schemas; 2026.x types them as probatio schemas
+    and still accepts voluptuous ones. Only the static type differs between them.
+    """
+    return vol.Schema(fields)
 
 
 def _is_uuid(value: str) -> bool:
@@ -184,16 +193,21 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
                     errors[CONF_BASE_URL] = "invalid_url"
             if not errors:
                 secret = generate_secret()
-                if await _async_try(self.hass, data, secret, None, errors, placeholders):
+                if await _async_try(
+                    self.hass, data, secret, None, errors, placeholders
+                ):
                     # Stored only once enrolled: a secret that never worked is worthless.
                     await get_secret_store(self.hass).async_set(client_id, secret)
                     return self.async_create_entry(title=DEFAULT_TITLE, data=data)
             self._client_id = client_id
             defaults: Mapping[str, Any] = user_input
         else:
-            defaults = {CONF_BASE_URL: DEFAULT_BASE_URL, CONF_CLIENT_ID: self._client_id}
+            defaults = {
+                CONF_BASE_URL: DEFAULT_BASE_URL,
+                CONF_CLIENT_ID: self._client_id,
+            }
 
-        schema = vol.Schema(
+        schema = _form_schema(
             {
                 vol.Required(
                     CONF_WORKSPACE_KEY,
@@ -234,11 +248,13 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
                 placeholders,
             ):
                 # Replace the stored secret only after the new one is enrolled.
-                await get_secret_store(self.hass).async_set(entry.unique_id or "", secret)
+                await get_secret_store(self.hass).async_set(
+                    entry.unique_id or "", secret
+                )
                 return self.async_update_reload_and_abort(entry)
         return self.async_show_form(
             step_id="reauth_confirm",
-            data_schema=vol.Schema({}),
+            data_schema=_form_schema({}),
             errors=errors,
             description_placeholders=placeholders,
         )
@@ -272,7 +288,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
                 placeholders,
             ):
                 return self.async_update_reload_and_abort(entry, data=data)
-        schema = vol.Schema(
+        schema = _form_schema(
             {
                 vol.Required(
                     CONF_WORKSPACE_KEY, default=entry.data[CONF_WORKSPACE_KEY]
@@ -302,13 +318,13 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
     ) -> ConfigFlowResult:
         """Show and save the options."""
         if user_input is not None:
-            options = {
+            saved = {
                 key: value
                 for key, value in user_input.items()
                 if value not in ("", None)
                 and not (key == CONF_LLM_HASS_API and value == LLM_API_NONE)
             }
-            return self.async_create_entry(data=options)
+            return self.async_create_entry(data=saved)
 
         options = self.config_entry.options
         apis: list[SelectOptionDict] = [
@@ -318,7 +334,7 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
             SelectOptionDict(value=api.id, label=api.name)
             for api in llm.async_get_apis(self.hass)
         )
-        schema = vol.Schema(
+        schema = _form_schema(
             {
                 vol.Optional(
                     CONF_ASSISTANT_ID,
@@ -327,9 +343,7 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
                 vol.Optional(
                     CONF_LLM_HASS_API,
                     default=options.get(CONF_LLM_HASS_API, LLM_API_NONE),
-                ): SelectSelector(
-                    SelectSelectorConfig(options=apis, translation_key="llm_hass_api")
-                ),
+                ): SelectSelector(SelectSelectorConfig(options=apis)),
                 vol.Optional(
                     CONF_PROMPT,
                     description={"suggested_value": options.get(CONF_PROMPT)},

@@ -56,9 +56,7 @@ def _failure(err: BaseException) -> HomeAssistantError:
     )
 
 
-class ItanniXConversationEntity(
-    conversation.ConversationEntity, conversation.AbstractConversationAgent, ItanniXEntity
-):
+class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
     """Type to the ItanniX assistant; the same conversation ID keeps its context."""
 
     _attr_supports_streaming = True

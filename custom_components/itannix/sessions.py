@@ -16,12 +16,7 @@ from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers.event import async_call_later
 
 from .const import CONF_IDLE_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, LOGGER
-from .realtime import (
-    FunctionCall,
-    ItanniXClient,
-    RealtimeConnection,
-    RealtimeSession,
-)
+from .realtime import FunctionCall, ItanniXClient, RealtimeConnection, RealtimeSession
 from .runtime import ItanniXConfigEntry
 
 type CallHandler = Callable[[FunctionCall], Awaitable[str]]
@@ -57,7 +52,9 @@ class LiveSession:
         ):
             tools = session.get("tools")
             if isinstance(tools, list) and self.installed is None:
-                self.dashboard_tools = [tool for tool in tools if isinstance(tool, dict)]
+                self.dashboard_tools = [
+                    tool for tool in tools if isinstance(tool, dict)
+                ]
 
     def cancel_idle(self) -> None:
         """Stop the idle countdown (a turn is starting)."""
@@ -189,9 +186,7 @@ class SessionManager:
         live = list(self._live.values())
         for item in live:
             self._forget(item)
-        await asyncio.gather(
-            *(item.session.close() for item in live), *self._closing
-        )
+        await asyncio.gather(*(item.session.close() for item in live), *self._closing)
 
     def diagnostics(self) -> dict[str, Any]:
         """Counts only: conversation IDs and transcripts stay out of diagnostics."""

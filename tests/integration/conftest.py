@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from homeassistant.config_entries import SOURCE_USER, ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.setup import async_setup_component
 import pytest
 
 from custom_components.itannix.const import (
@@ -10,10 +14,6 @@ from custom_components.itannix.const import (
     CONF_WORKSPACE_KEY,
     DOMAIN,
 )
-from homeassistant.config_entries import SOURCE_USER, ConfigEntry
-from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.setup import async_setup_component
 from tests.conftest import WORKSPACE_KEY
 from tests.emulator import Emulator
 
@@ -24,8 +24,10 @@ CLIENT_ID = "5f0c7f7e-6a38-4c52-9b6e-2f1a2d3c4b5a"
 async def auto_enable_custom_integrations(
     hass: HomeAssistant, enable_custom_integrations: None
 ) -> None:
-    """Load the integration from custom_components/ in every test, as in a real
-    Home Assistant, with the core integration the conversation agent builds on."""
+    """Load the integration from custom_components/ in every test.
+
+    As in a real Home Assistant, the core integration the agent builds on is loaded.
+    """
     assert await async_setup_component(hass, "homeassistant", {})
 
 

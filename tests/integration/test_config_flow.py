@@ -7,6 +7,15 @@ from typing import Any
 from unittest.mock import patch
 import uuid
 
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    SOURCE_USER,
+    ConfigEntry,
+    ConfigEntryState,
+)
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 import pytest
 
 from custom_components.itannix.const import (
@@ -19,15 +28,6 @@ from custom_components.itannix.const import (
     DOMAIN,
 )
 from custom_components.itannix.secret_store import get_secret_store
-from homeassistant.config_entries import (
-    SOURCE_RECONFIGURE,
-    SOURCE_USER,
-    ConfigEntry,
-    ConfigEntryState,
-)
-from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
-from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
 from tests.emulator import Emulator
 
 from .conftest import CLIENT_ID, user_input

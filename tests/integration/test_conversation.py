@@ -8,21 +8,19 @@ from typing import Any
 from unittest.mock import patch
 
 from aiohttp import ClientSession
-import pytest
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
-
-from custom_components.itannix.const import DEFAULT_IDLE_TIMEOUT, DOMAIN
 from homeassistant.components import conversation
-from homeassistant.components.homeassistant.exposed_entities import (
-    async_expose_entity,
-)
+from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_LLM_HASS_API
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import entity_registry as er, intent, llm
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
-from tests.emulator import Emulator, EmulatedSession, FunctionCallSpec, Turn
+import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+
+from custom_components.itannix.const import DEFAULT_IDLE_TIMEOUT, DOMAIN
+from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 
 from .conftest import CLIENT_ID
 

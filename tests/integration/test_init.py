@@ -1,0 +1,116 @@
+"""Setting up, unloading and removing an entry; diagnostics."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from homeassistant.components import conversation
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.setup import async_setup_component
+import pytest
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.itannix.const import DOMAIN
+from custom_components.itannix.secret_store import get_secret_store
+from tests.emulator import Emulator
+
+from .conftest import CLIENT_ID, async_add_entry
+
+
+async def test_one_service_device_per_entry(
+    hass: HomeAssistant, config_entry: ConfigEntry
+) -> None:
+    """The entry shows as one ItanniX service."""
+    devices = dr.async_entries_for_config_entry(
+        dr.async_get(hass), config_entry.entry_id
+    )
+    assert len(devices) == 1
+    assert devices[0].entry_type is dr.DeviceEntryType.SERVICE
+    assert devices[0].manufacturer == "ItanniX"
+
+
+async def test_service_down_at_startup_retries(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """An unreachable service means 'retry later', not a broken entry."""
+    emulator.faults.status["sessions"] = 503
+    await hass.config_entries.async_reload(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_RETRY
+
+    emulator.faults.status.clear()
+    await hass.config_entries.async_reload(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.LOADED
+
+
+async def test_missing_secret_asks_for_reauth(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Storage restored without the secret: setup fails and reauth takes over."""
+    await get_secret_store(hass).async_remove(CLIENT_ID)
+    await hass.config_entries.async_reload(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
+
+
+async def test_removing_the_entry_forgets_the_secret(
+    hass: HomeAssistant, config_entry: ConfigEntry
+) -> None:
+    """No secret outlives its entry."""
+    assert await get_secret_store(hass).async_get(CLIENT_ID) is not None
+    assert await hass.config_entries.async_remove(config_entry.entry_id)
+    assert await get_secret_store(hass).async_get(CLIENT_ID) is None
+
+
+async def test_diagnostics_hold_no_credentials(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+) -> None:
+    """Diagnostics show the setup and sessions, never the key, secret or full ID."""
+    assert await async_setup_component(hass, "diagnostics", {})
+    await conversation.async_converse(
+        hass, "Hello", None, Context(), agent_id="conversation.itannix_assistant"
+    )
+    diagnostics = await get_diagnostics_for_config_entry(
+        hass, hass_client, config_entry
+    )
+    text = json.dumps(diagnostics)
+    secret = await get_secret_store(hass).async_get(CLIENT_ID)
+    assert secret is not None
+    assert secret not in text
+    assert "wk-test" not in text
+    assert CLIENT_ID not in text
+    assert diagnostics["data"]["workspace_key"] == "**REDACTED**"
+    assert diagnostics["data"]["client_id"] == f"{CLIENT_ID[:4]}…{CLIENT_ID[-4:]}"
+    assert diagnostics["data"]["base_url"] == emulator.url
+    assert diagnostics["sessions"]["open"] == 1
+
+
+async def test_secret_never_logged(
+    hass: HomeAssistant, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even at debug level, set-up and a conversation log no credential."""
+    caplog.set_level(logging.DEBUG)
+    await async_add_entry(hass, emulator)
+    await conversation.async_converse(
+        hass, "Hello", None, Context(), agent_id="conversation.itannix_assistant"
+    )
+    secret = await get_secret_store(hass).async_get(CLIENT_ID)
+    assert secret is not None
+    # The harness's in-memory storage logs what it writes; Home Assistant's does not.
+    logged = "\n".join(
+        record.getMessage()
+        for record in caplog.records
+        if not record.name.startswith("pytest_homeassistant_custom_component")
+    )
+    assert "Opened a realtime session" in logged  # debug logs were captured
+    assert secret not in logged
+    assert "wk-test" not in logged
