@@ -1,0 +1,1 @@
+"""Benchmarks of the realtime library against bare aiortc peers (``scripts/bench``)."""
