@@ -90,7 +90,8 @@ lane_exec() {
   local venv
   venv="$(lane_venv "$lane")"
   if [[ "$(lane_kind "$lane")" == host ]]; then
-    (cd "$REPO_ROOT" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" "$@")
+    (cd "$REPO_ROOT" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" \
+      LITELLM_LOCAL_MODEL_COST_MAP=True "$@")
     return
   fi
   local root
@@ -102,6 +103,9 @@ lane_exec() {
     "VIRTUAL_ENV=$venv" "HOME=/root" "LANG=C.UTF-8" "TERM=${TERM:-dumb}"
     "PIP_DISABLE_PIP_VERSION_CHECK=1" "PIP_DEFAULT_TIMEOUT=180"
     "PYTHONDONTWRITEBYTECODE=1" "PYTHONUNBUFFERED=1"
+    # Home Assistant 2025.12's cloud client imports LiteLLM, which otherwise fetches a
+    # price list from the internet on import: tests and tools stay on loopback.
+    "LITELLM_LOCAL_MODEL_COST_MAP=True"
   )
   local var
   for var in CI PYTEST_ADDOPTS ITANNIX_BENCH_TURNS ITANNIX_DEBUG; do

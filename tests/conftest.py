@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-import os
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,6 @@ from tests.emulator import Emulator
 from tests.emulator.loopback import restrict_ice_to_loopback
 
 WORKSPACE_KEY = "wk-test"
-
-# Home Assistant 2025.12's cloud client pulls in LiteLLM, which otherwise fetches a
-# price list from the internet when imported: tests stay on loopback.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 # ICE host candidates stay on loopback for every test in this process: tests never send
 # traffic to the machine's other interfaces.

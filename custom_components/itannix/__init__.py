@@ -5,7 +5,9 @@ from __future__ import annotations
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.typing import ConfigType
 
 from .const import (
     APP_SOURCE,
@@ -15,6 +17,8 @@ from .const import (
     CONF_WORKSPACE_KEY,
     DOMAIN,
 )
+from .functions import FunctionDispatcher
+from .pipeline import async_ensure_pipeline
 from .realtime import (
     AuthenticationError,
     Credentials,
@@ -24,9 +28,22 @@ from .realtime import (
 )
 from .runtime import ItanniXConfigEntry, ItanniXRuntime
 from .secret_store import get_secret_store
+from .services import async_setup_services
 from .sessions import SessionManager
 
-PLATFORMS: list[Platform] = [Platform.CONVERSATION]
+PLATFORMS: list[Platform] = [
+    Platform.CONVERSATION,
+    Platform.EVENT,
+    Platform.STT,
+    Platform.TTS,
+]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions, available whether or not an entry is loaded."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> bool:
@@ -69,9 +86,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> b
         ) from err
 
     entry.runtime_data = ItanniXRuntime(
-        client=client, sessions=SessionManager(hass, entry, client)
+        client=client,
+        sessions=SessionManager(hass, entry, client),
+        functions=FunctionDispatcher(hass, entry),
     )
+    # After async_unload_entry has closed the sessions: drop whatever still waits.
+    entry.async_on_unload(entry.runtime_data.functions.async_shutdown)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    await async_ensure_pipeline(hass, entry)
     return True
 
 

@@ -1,4 +1,4 @@
-"""One typed turn: a user message through a realtime session into Home Assistant's chat log.
+"""A turn's reply streamed from a realtime session into Home Assistant's chat log.
 
 The assistant's reply streams into the chat log as it arrives. Its calls of Home Assistant
 LLM API tools go through the chat log too (so the Assist debug view shows them), and each
@@ -8,7 +8,7 @@ tool result goes back to the assistant as that call's ``function_call_output``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 import json
 from typing import Any
@@ -17,6 +17,7 @@ from homeassistant.components import conversation
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import llm
 
+from .functions import CallContext, FunctionDispatcher
 from .realtime import FunctionCall
 from .sessions import LiveSession
 
@@ -61,10 +62,9 @@ def _tool_schema(tool: llm.Tool, api: llm.APIInstance) -> dict[str, Any]:
 
 
 async def async_prepare_session(
-    live: LiveSession, chat_log: conversation.ChatLog
+    live: LiveSession, api: llm.APIInstance | None, prompt: str
 ) -> None:
-    """Offer the selected LLM API's tools and prompt; once per change, not per turn."""
-    api = chat_log.llm_api
+    """Offer an LLM API's tools and Home Assistant's prompt; once, not every turn."""
     if api is None:
         return
     tools = [_tool_schema(tool, api) for tool in api.tools]
@@ -77,8 +77,6 @@ async def async_prepare_session(
     await live.session.connection.send(
         {"type": "session.update", "session": {"tools": merged, "tool_choice": "auto"}}
     )
-    system = chat_log.content[0] if chat_log.content else None
-    prompt = system.content if isinstance(system, conversation.SystemContent) else ""
     if prompt and live.installed is None:
         # A system message adds Home Assistant's context without replacing the
         # instructions configured for the assistant in the ItanniX dashboard.
@@ -95,10 +93,17 @@ async def async_prepare_session(
     live.installed = signature
 
 
-class _TurnStream:
+def system_prompt(chat_log: conversation.ChatLog) -> str:
+    """The system prompt Home Assistant prepared for this turn, if any."""
+    system = chat_log.content[0] if chat_log.content else None
+    return system.content if isinstance(system, conversation.SystemContent) else ""
+
+
+class TurnStream:
     """Feeds the chat log: reply text, and tool calls whose results it awaits."""
 
     def __init__(self, chat_log: conversation.ChatLog) -> None:
+        """Start an empty stream for one turn of ``chat_log``."""
         self._chat_log = chat_log
         # None ends the stream; an exception ends it with that error.
         self._queue: asyncio.Queue[
@@ -107,15 +112,19 @@ class _TurnStream:
         self._results: dict[str, asyncio.Future[Any]] = {}
 
     def text(self, delta: str) -> None:
+        """Add reply text."""
         self._queue.put_nowait({"content": delta})
 
     def end(self) -> None:
+        """End the reply."""
         self._queue.put_nowait(None)
 
     def fail(self, err: BaseException) -> None:
+        """End the reply with an error, raised to the chat log's reader."""
         self._queue.put_nowait(err)
 
     async def deltas(self) -> AsyncIterator[conversation.AssistantContentDeltaDict]:
+        """The reply as chat log deltas."""
         yield {"role": "assistant"}
         while (item := await self._queue.get()) is not None:
             if isinstance(item, BaseException):
@@ -130,9 +139,16 @@ class _TurnStream:
                 future.set_result(content.tool_result)
 
     def cancel_pending(self) -> None:
+        """Stop waiting for tool results (the turn is over)."""
         for future in self._results.values():
             future.cancel()
         self._results.clear()
+
+    @property
+    def llm_tools(self) -> frozenset[str]:
+        """Names of the LLM API tools this turn offers (``call_tool`` runs them)."""
+        api = self._chat_log.llm_api
+        return frozenset(tool.name for tool in api.tools) if api else frozenset()
 
     async def call_tool(self, call: FunctionCall) -> str:
         """Run a function call as an LLM API tool through the chat log."""
@@ -157,37 +173,34 @@ class _TurnStream:
         return json.dumps(await future)
 
 
-async def async_run_text_turn(
+type ReplyProducer = Callable[[TurnStream], Awaitable[None]]
+
+
+async def async_stream_reply(
     hass: HomeAssistant,
-    live: LiveSession,
     chat_log: conversation.ChatLog,
     agent_id: str,
-    text: str,
+    produce: ReplyProducer,
 ) -> None:
-    """Send ``text`` and stream the assistant's reply (and tool calls) into the log."""
-    await async_prepare_session(live, chat_log)
-    stream = _TurnStream(chat_log)
-    live.call_handler = stream.call_tool
+    """Stream what ``produce`` feeds (reply text, tool calls) into the chat log."""
+    stream = TurnStream(chat_log)
 
     async def pump() -> None:
         try:
-            reply = await live.session.ask(text)
-            async for delta in reply:
-                stream.text(delta)
+            await produce(stream)
         except BaseException as err:
             stream.fail(err)
             raise
         else:
             stream.end()
 
-    pump_task = hass.async_create_task(pump(), "itannix text turn", eager_start=True)
+    pump_task = hass.async_create_task(pump(), "itannix reply", eager_start=True)
     try:
         async for content in chat_log.async_add_delta_content_stream(
             agent_id, stream.deltas()
         ):
             stream.resolve(content)
     finally:
-        live.call_handler = None
         stream.cancel_pending()
         if not pump_task.done():
             pump_task.cancel()
@@ -198,3 +211,33 @@ async def async_run_text_turn(
         chat_log.async_add_assistant_content_without_tools(
             conversation.AssistantContent(agent_id=agent_id, content="")
         )
+
+
+async def async_run_text_turn(
+    hass: HomeAssistant,
+    live: LiveSession,
+    chat_log: conversation.ChatLog,
+    agent_id: str,
+    text: str,
+    dispatcher: FunctionDispatcher,
+) -> None:
+    """Send ``text`` and stream the assistant's reply (and tool calls) into the log."""
+    await async_prepare_session(live, chat_log.llm_api, system_prompt(chat_log))
+
+    async def produce(stream: TurnStream) -> None:
+        # A typed conversation has no device; LLM API tools run through the log.
+        live.call_handler = dispatcher.handler(
+            CallContext(
+                conversation_id=chat_log.conversation_id,
+                llm_tools=stream.llm_tools,
+                run_llm_tool=stream.call_tool,
+            )
+        )
+        try:
+            reply = await live.session.ask(text)
+            async for delta in reply:
+                stream.text(delta)
+        finally:
+            live.call_handler = None
+
+    await async_stream_reply(hass, chat_log, agent_id, produce)

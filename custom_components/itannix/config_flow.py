@@ -35,15 +35,19 @@ from .const import (
     CONF_ASSISTANT_ID,
     CONF_BASE_URL,
     CONF_CLIENT_ID,
+    CONF_FUNCTION_TIMEOUT,
     CONF_IDLE_TIMEOUT,
     CONF_WORKSPACE_KEY,
     CONNECT_TIMEOUT,
     DEFAULT_BASE_URL,
+    DEFAULT_FUNCTION_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_TITLE,
     DOMAIN,
     LOGGER,
+    MAX_FUNCTION_TIMEOUT,
     MAX_IDLE_TIMEOUT,
+    MIN_FUNCTION_TIMEOUT,
     MIN_IDLE_TIMEOUT,
 )
 from .realtime import (
@@ -356,6 +360,23 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
                         min=MIN_IDLE_TIMEOUT,
                         max=MAX_IDLE_TIMEOUT,
                         step=10,
+                        unit_of_measurement="s",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+                vol.Optional(
+                    CONF_FUNCTION_TIMEOUT,
+                    # Suggested, not a default: left empty, the default applies.
+                    description={
+                        "suggested_value": options.get(
+                            CONF_FUNCTION_TIMEOUT, DEFAULT_FUNCTION_TIMEOUT
+                        )
+                    },
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=MIN_FUNCTION_TIMEOUT,
+                        max=MAX_FUNCTION_TIMEOUT,
+                        step=1,
                         unit_of_measurement="s",
                         mode=NumberSelectorMode.BOX,
                     )

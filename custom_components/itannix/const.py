@@ -19,6 +19,7 @@ CONF_WORKSPACE_KEY: Final = "workspace_key"
 
 # Options.
 CONF_ASSISTANT_ID: Final = "assistant_id"
+CONF_VOICE: Final = "voice"  # ItanniX voice for text that is not a live reply
 CONF_IDLE_TIMEOUT: Final = "idle_timeout"
 DEFAULT_IDLE_TIMEOUT: Final = 300  # seconds an unused session stays open for context
 MIN_IDLE_TIMEOUT: Final = 10
@@ -31,3 +32,12 @@ SECRET_BYTES: Final = 32
 TURN_TIMEOUT: Final = 60.0
 # How long opening a realtime session (REST + SDP + data channel) may take.
 CONNECT_TIMEOUT: Final = 20.0
+
+# Function calls handed to automations (see functions.py).
+CONF_FUNCTION_TIMEOUT: Final = "function_timeout"
+DEFAULT_FUNCTION_TIMEOUT: Final = 5  # seconds an automation has to answer a call
+MIN_FUNCTION_TIMEOUT: Final = 1
+# Below the realtime session's own 30 s limit per call, so the answer is always ours.
+MAX_FUNCTION_TIMEOUT: Final = 20
+EVENT_FUNCTION_CALL: Final = "itannix_function_call"
+SERVICE_FUNCTION_CALL_RESPONSE: Final = "function_call_response"

@@ -22,6 +22,8 @@ from .realtime import (
     RateLimitedError,
 )
 from .runtime import ItanniXConfigEntry
+from .sessions import SessionManager
+from .voice import async_speak_reply, claim_turn
 
 PARALLEL_UPDATES = 0
 
@@ -94,25 +96,53 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
                 return err.as_conversation_result()
 
         sessions = self.entry.runtime_data.sessions
-        key = chat_log.conversation_id
+        # A spoken turn already has its reply under way in the satellite's session.
+        voice = claim_turn(self.entry, user_input.text)
+        key = voice.live.key if voice is not None else chat_log.conversation_id
         try:
             async with asyncio.timeout(TURN_TIMEOUT):
-                live = await sessions.async_get(key)
-                async with live.lock:
-                    live.cancel_idle()
-                    try:
-                        await async_run_text_turn(
-                            self.hass, live, chat_log, self.entity_id, user_input.text
-                        )
-                    finally:
-                        sessions.turn_finished(live)
+                if voice is not None:
+                    await async_speak_reply(
+                        self.hass, voice, chat_log, self.entity_id, user_input
+                    )
+                else:
+                    await self._async_typed_turn(sessions, key, chat_log, user_input)
+        except asyncio.CancelledError:
+            # The satellite moved on (a new wake, a disconnect): stop the reply.
+            if voice is not None:
+                voice.abandon()
+            raise
         except (ItanniXError, TimeoutError) as err:
             LOGGER.warning("ItanniX turn failed: %s", err)
+            if voice is not None:
+                voice.abandon()
             await sessions.async_close(key)
             if isinstance(err, AuthenticationError):
                 self.entry.async_start_reauth(self.hass)
             return self._error_result(user_input, chat_log, _failure(err))
         return conversation.async_get_result_from_chat_log(user_input, chat_log)
+
+    async def _async_typed_turn(
+        self,
+        sessions: SessionManager,
+        key: str,
+        chat_log: conversation.ChatLog,
+        user_input: conversation.ConversationInput,
+    ) -> None:
+        live = await sessions.async_get(key)
+        async with live.lock:
+            live.cancel_idle()
+            try:
+                await async_run_text_turn(
+                    self.hass,
+                    live,
+                    chat_log,
+                    self.entity_id,
+                    user_input.text,
+                    self.entry.runtime_data.functions,
+                )
+            finally:
+                sessions.turn_finished(live)
 
     @staticmethod
     def _error_result(

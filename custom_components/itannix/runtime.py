@@ -10,6 +10,7 @@ from homeassistant.config_entries import ConfigEntry
 from .realtime import ItanniXClient
 
 if TYPE_CHECKING:
+    from .functions import FunctionDispatcher
     from .sessions import SessionManager
 
 
@@ -19,6 +20,7 @@ class ItanniXRuntime:
 
     client: ItanniXClient
     sessions: SessionManager
+    functions: FunctionDispatcher
 
 
 type ItanniXConfigEntry = ConfigEntry[ItanniXRuntime]

@@ -16,7 +16,13 @@ from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers.event import async_call_later
 
 from .const import CONF_IDLE_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, LOGGER
-from .realtime import FunctionCall, ItanniXClient, RealtimeConnection, RealtimeSession
+from .realtime import (
+    DEFAULT_TRANSCRIPTION_MODEL,
+    FunctionCall,
+    ItanniXClient,
+    RealtimeConnection,
+    RealtimeSession,
+)
 from .runtime import ItanniXConfigEntry
 
 type CallHandler = Callable[[FunctionCall], Awaitable[str]]
@@ -135,7 +141,13 @@ class SessionManager:
             del self._opening[key]
 
     async def _async_open(self, key: str) -> LiveSession:
-        connection = RealtimeConnection(self._client, connect_timeout=CONNECT_TIMEOUT)
+        # Input transcription is on for every session: a spoken turn needs the
+        # transcript, and a typed one sends no audio to transcribe.
+        connection = RealtimeConnection(
+            self._client,
+            connect_timeout=CONNECT_TIMEOUT,
+            input_transcription_model=DEFAULT_TRANSCRIPTION_MODEL,
+        )
         session = RealtimeSession(connection)
         live = LiveSession(key, session)
         session.function_handler = live.handle_call

@@ -426,6 +426,8 @@ class EmulatedSession:
         self._send({"type": "output_audio_buffer.cleared", "response_id": response_id})
 
     def _on_input_audio_clear(self, _event: dict[str, Any]) -> None:
+        # Like the service: the uncommitted audio is gone, an utterance in progress too.
+        self._vad.reset()
         self._send({"type": "input_audio_buffer.cleared"})
 
     def _on_input_audio_commit(self, _event: dict[str, Any]) -> None:

@@ -58,6 +58,11 @@ class EnergyVad:
         self._run_ms = 0.0  # how long the current voiced (or silent) run has lasted
         self._run_start_ms = 0.0
 
+    def reset(self) -> None:
+        """Forget an utterance in progress (the client cleared the input buffer)."""
+        self.in_speech = False
+        self._run_ms = 0.0
+
     def feed(self, frame: av.AudioFrame) -> None:
         """Account for one inbound frame."""
         duration = 1000.0 * frame.samples / (frame.sample_rate or 48000)

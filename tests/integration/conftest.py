@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from homeassistant.config_entries import SOURCE_USER, ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -22,12 +24,16 @@ CLIENT_ID = "5f0c7f7e-6a38-4c52-9b6e-2f1a2d3c4b5a"
 
 @pytest.fixture(autouse=True)
 async def auto_enable_custom_integrations(
-    hass: HomeAssistant, enable_custom_integrations: None
+    hass: HomeAssistant, enable_custom_integrations: None, tmp_path: Path
 ) -> None:
     """Load the integration from custom_components/ in every test.
 
     As in a real Home Assistant, the core integration the agent builds on is loaded.
+    Each test gets its own configuration directory: the harness's default is shared
+    by every run, so text-to-speech files cached there by an earlier run would answer
+    instead of the integration.
     """
+    hass.config.config_dir = str(tmp_path)
     assert await async_setup_component(hass, "homeassistant", {})
 
 

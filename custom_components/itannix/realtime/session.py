@@ -318,6 +318,8 @@ class RealtimeSession:
         self._answered: set[str] = set()
         self._stale: deque[str] = deque(maxlen=_STALE_RESPONSES)
         self._turn_lock = asyncio.Lock()
+        self._active_responses: set[str] = set()
+        self._speaking = False
         self.usage = Usage()
         self._remove_listener = connection.add_listener(self._on_event)
         self._remove_close_listener = connection.add_close_listener(self._on_closed)
@@ -410,7 +412,7 @@ class RealtimeSession:
     async def start_audio_turn(self) -> AudioTurn:
         """Start listening: feed audio to the returned turn as the user speaks."""
         async with self._turn_lock:
-            await self._end_previous_turn()
+            await self._end_previous_turn(interrupt=True)
             if self.closed:
                 raise self.connection.close_reason or CannotConnectError(
                     "The session is closed"
@@ -439,15 +441,22 @@ class RealtimeSession:
             await self._send(None, {"type": OUTPUT_AUDIO_BUFFER_CLEAR})
         self._turn_over(turn)
 
-    async def _end_previous_turn(self) -> None:
+    async def _end_previous_turn(self, *, interrupt: bool = False) -> None:
         previous = self._turn
-        if previous is None or previous.done:
-            return
-        if isinstance(previous, AudioTurn):
-            # A new spoken turn interrupts the old one (barge-in).
-            await self.cancel_turn(previous)
-        else:
+        if previous is not None and not previous.done:
+            if isinstance(previous, AudioTurn):
+                # A new spoken turn interrupts the old one (barge-in).
+                await self.cancel_turn(previous)
+                return
             await previous.wait()
+        if interrupt and (self._active_responses or self._speaking):
+            # A reply nobody waits for any more (its turn was abandoned, or only its
+            # voice is still playing): the user talks over it, so cut it.
+            self._stale.extend(self._active_responses)
+            with contextlib.suppress(CannotConnectError):
+                await self._send(None, {"type": RESPONSE_CANCEL})
+                await self._send(None, {"type": OUTPUT_AUDIO_BUFFER_CLEAR})
+            self._speaking = False
 
     async def _request_response(self, turn: _Turn | None) -> None:
         event: Event = {"type": RESPONSE_CREATE}
@@ -477,6 +486,7 @@ class RealtimeSession:
         parsed = parse_event(event)
         turn = self._turn
         rid = response_id_of(event)
+        self._track_output(parsed, etype)
         if rid is not None and rid in self._stale:
             return  # a cancelled turn's response winding down
         if isinstance(parsed, ResponseDone):
@@ -508,6 +518,17 @@ class RealtimeSession:
                 turn.speech_started.set()
             elif isinstance(parsed, SpeechStopped):
                 turn.speech_stopped.set()
+
+    def _track_output(self, parsed: object, etype: str) -> None:
+        """Whether the service is producing or playing a reply, whoever it is for."""
+        if isinstance(parsed, ResponseCreated) and parsed.response_id:
+            self._active_responses.add(parsed.response_id)
+        elif isinstance(parsed, ResponseDone) and parsed.response_id:
+            self._active_responses.discard(parsed.response_id)
+        elif etype in OUTPUT_AUDIO_STARTED:
+            self._speaking = True
+        elif etype in OUTPUT_AUDIO_STOPPED or etype in OUTPUT_AUDIO_CLEARED:
+            self._speaking = False
 
     def _on_response_done(self, done: ResponseDone) -> None:
         if done.usage is not None:

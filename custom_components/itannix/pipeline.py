@@ -1,0 +1,44 @@
+"""An Assist pipeline wired to the assistant, so picking it on a satellite is one click."""
+
+from __future__ import annotations
+
+from homeassistant.components import assist_pipeline
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+
+from .const import DOMAIN, LOGGER
+from .runtime import ItanniXConfigEntry
+
+PIPELINE_NAME = "ItanniX"
+
+
+def _entity_id(
+    hass: HomeAssistant, entry: ItanniXConfigEntry, platform: Platform, key: str
+) -> str | None:
+    return er.async_get(hass).async_get_entity_id(
+        platform, DOMAIN, f"{entry.entry_id}_{key}"
+    )
+
+
+async def async_ensure_pipeline(hass: HomeAssistant, entry: ItanniXConfigEntry) -> None:
+    """Create the "ItanniX" pipeline unless one already uses this assistant."""
+    agent = _entity_id(hass, entry, Platform.CONVERSATION, "conversation")
+    stt_id = _entity_id(hass, entry, Platform.STT, "stt")
+    tts_id = _entity_id(hass, entry, Platform.TTS, "tts")
+    if agent is None or stt_id is None or tts_id is None:
+        return
+    if any(
+        pipeline.conversation_engine == agent
+        for pipeline in assist_pipeline.async_get_pipelines(hass)
+    ):
+        return
+    pipeline = await assist_pipeline.async_create_default_pipeline(
+        hass, stt_engine_id=stt_id, tts_engine_id=tts_id, pipeline_name=PIPELINE_NAME
+    )
+    if pipeline is None:
+        LOGGER.warning("Could not create the %s Assist pipeline", PIPELINE_NAME)
+        return
+    await assist_pipeline.async_update_pipeline(
+        hass, pipeline, conversation_engine=agent
+    )

@@ -1,0 +1,318 @@
+"""Spoken turns from Assist satellites: real speech in, the assistant's own voice out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from homeassistant.components import assist_pipeline
+from homeassistant.components.assist_pipeline import PipelineEventType
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
+import pytest
+from pytest_homeassistant_custom_component.typing import (
+    ClientSessionGenerator,
+    WebSocketGenerator,
+)
+
+from tests.audio import decode_pcm16k, rms, silence, similarity, speak
+from tests.emulator import EmulatedSession, Emulator, Turn
+from tests.emulator.voice import Synthesizer
+
+from .satellite import VoiceSatellite, async_setup_satellites
+
+AGENT = "conversation.itannix_assistant"
+
+
+@pytest.fixture
+async def pipeline_id(
+    hass: HomeAssistant, config_entry: ConfigEntry, hass_ws_client: WebSocketGenerator
+) -> str:
+    """The "ItanniX" pipeline the integration created, made the preferred one."""
+    # Views register before the websocket client starts (and freezes) the web app.
+    assert await async_setup_component(hass, "assist_satellite", {})
+    pipelines = [
+        p
+        for p in assist_pipeline.async_get_pipelines(hass)
+        if p.conversation_engine == AGENT
+    ]
+    assert [p.name for p in pipelines] == ["ItanniX"]
+    pipeline = pipelines[0]
+    assert pipeline.stt_engine == "stt.itannix_speech_to_text"
+    assert pipeline.tts_engine == "tts.itannix_voice"
+    client = await hass_ws_client(hass)
+    await client.send_json_auto_id(
+        {"type": "assist_pipeline/pipeline/set_preferred", "pipeline_id": pipeline.id}
+    )
+    assert (await client.receive_json())["success"]
+    return pipeline.id
+
+
+@pytest.fixture(autouse=True)
+async def _replies_play_out(hass: HomeAssistant) -> AsyncIterator[None]:
+    """Let the last reply's voice finish streaming, as a satellite playing it would."""
+    yield
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+@pytest.fixture
+async def kitchen(hass: HomeAssistant, pipeline_id: str) -> VoiceSatellite:
+    """One satellite using the ItanniX pipeline."""
+    (satellite,) = await async_setup_satellites(hass, "Kitchen satellite")
+    return satellite
+
+
+def utterance(text: str, tmp_path: Path) -> bytes:
+    """What a user says, then the pause that ends it."""
+    return silence(0.3) + speak(text, tmp_path) + silence(1.2)
+
+
+async def fetch_tts(
+    hass_client: ClientSessionGenerator, satellite: VoiceSatellite
+) -> bytes:
+    """Download what the satellite would play, decoded to 16 kHz mono PCM."""
+    url = satellite.event_data(PipelineEventType.TTS_END)["tts_output"]["url"]
+    client = await hass_client()
+    response = await client.get(url)
+    assert response.status == 200
+    return decode_pcm16k(await response.read())
+
+
+async def reference_voice(text: str) -> bytes:
+    """What the emulator's assistant says for ``text``, at 16 kHz."""
+    from tests.audio import RATE
+
+    pcm48 = await Synthesizer().synthesize(text)
+    samples = memoryview(pcm48).cast("h")
+    # 48 kHz to 16 kHz by taking every third sample: enough for a loudness envelope.
+    return bytes(memoryview(bytes(samples[:: 48_000 // RATE])))
+
+
+def voice_sessions(emulator: Emulator) -> list[EmulatedSession]:
+    """Sessions that heard someone."""
+    return [s for s in emulator.sessions if s.speech_started_count]
+
+
+async def test_spoken_turn_plays_the_assistants_own_voice(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """Speech goes to the assistant; the satellite plays what the assistant said."""
+    reply = "Sure. The kitchen light is on now, and the oven is warming up."
+    emulator.assistant().add_turn(
+        Turn(transcript="turn on the kitchen light", reply=reply)
+    )
+    await kitchen.talk(utterance("Turn on the kitchen light.", tmp_path))
+
+    # The service heard real speech, through its own VAD.
+    (session,) = voice_sessions(emulator)
+    assert session.inbound_voiced_ms > 300
+    assert session.input_transcription_enabled
+    # The pipeline saw the service's transcript and the assistant's reply.
+    stt = kitchen.event_data(PipelineEventType.STT_END)
+    assert stt["stt_output"]["text"] == "turn on the kitchen light"
+    intent = kitchen.event_data(PipelineEventType.INTENT_END)
+    assert intent["intent_output"]["response"]["speech"]["plain"]["speech"] == reply
+    # What the satellite plays is the assistant's voice for that reply.
+    played = await fetch_tts(hass_client, kitchen)
+    assert len(played) > 16_000 * 2  # more than a second
+    assert rms(played) > 500
+    assert similarity(played, await reference_voice(reply)) > 0.6
+    # No separate text-to-speech was asked for.
+    assert not [r for r in emulator.requests if "text-to-speech" in r[1]]
+
+
+async def test_turns_on_one_satellite_share_a_session(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """The conversation's context survives between turns: no reconnect per turn."""
+    emulator.assistant().add_turn(Turn(transcript="my name is sam", reply="Hi Sam."))
+    emulator.assistant().add_turn(
+        Turn(transcript="what is my name", reply="You are Sam.")
+    )
+    await kitchen.talk(utterance("My name is Sam.", tmp_path))
+    await kitchen.talk(utterance("What is my name?", tmp_path))
+    assert (
+        kitchen.event_data(PipelineEventType.INTENT_END)["intent_output"]["response"][
+            "speech"
+        ]["plain"]["speech"]
+        == "You are Sam."
+    )
+    assert len(voice_sessions(emulator)) == 1
+    assert voice_sessions(emulator)[0].speech_started_count == 2
+
+
+async def test_two_satellites_at_once_keep_their_own_turns(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    pipeline_id: str,
+    tmp_path: Path,
+) -> None:
+    """Each satellite gets the reply to what it heard, in its voice, concurrently."""
+    kitchen, office = await async_setup_satellites(
+        hass, "Kitchen satellite", "Office satellite"
+    )
+    replies = {
+        "first thing": "One. This is the answer to the first thing you asked.",
+        "second thing": "Two. Here is a rather different answer, for the second.",
+    }
+    for transcript, reply in replies.items():
+        emulator.assistant().add_turn(Turn(transcript=transcript, reply=reply))
+    await asyncio.gather(
+        kitchen.talk(utterance("What is the weather?", tmp_path)),
+        office.talk(utterance("Play some music.", tmp_path)),
+    )
+    heard = {}
+    for satellite in (kitchen, office):
+        transcript = satellite.event_data(PipelineEventType.STT_END)["stt_output"][
+            "text"
+        ]
+        speech = satellite.event_data(PipelineEventType.INTENT_END)["intent_output"][
+            "response"
+        ]["speech"]["plain"]["speech"]
+        assert speech == replies[transcript]
+        heard[transcript] = await fetch_tts(hass_client, satellite)
+    assert set(heard) == set(replies)
+    assert len(voice_sessions(emulator)) == 2
+    # Each satellite plays its own reply's voice, not the other's.
+    for transcript, played in heard.items():
+        other = next(t for t in replies if t != transcript)
+        own = similarity(played, await reference_voice(replies[transcript]))
+        assert own > 0.6
+        assert own > similarity(played, await reference_voice(replies[other]))
+
+
+async def test_other_agent_cancels_the_unused_reply(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    pipeline_id: str,
+    tmp_path: Path,
+) -> None:
+    """With Home Assistant's own agent picked, STT works and our reply is cancelled."""
+    pipeline = assist_pipeline.async_get_pipelines(hass)
+    ours = next(p for p in pipeline if p.id == pipeline_id)
+    await assist_pipeline.async_update_pipeline(
+        hass, ours, conversation_engine="conversation.home_assistant"
+    )
+    (satellite,) = await async_setup_satellites(hass, "Hall satellite")
+    emulator.assistant().add_turn(
+        Turn(transcript="what time is it", reply="A long reply nobody will hear. " * 4)
+    )
+    await satellite.talk(utterance("What time is it?", tmp_path))
+    stt = satellite.event_data(PipelineEventType.STT_END)
+    assert stt["stt_output"]["text"] == "what time is it"
+    (session,) = voice_sessions(emulator)
+    await _until(
+        lambda: any(e["type"] == "response.cancel" for e in session.received_events)
+    )
+
+
+async def test_abandoned_turn_leaves_nothing_behind(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """A pipeline cancelled mid-sentence: nothing is answered, the next turn works."""
+    speech = utterance("Turn on the kitchen light.", tmp_path)
+    talking = hass.async_create_task(kitchen.talk(speech))
+    await _until(lambda: bool(voice_sessions(emulator)))
+    talking.cancel()
+    await asyncio.gather(talking, return_exceptions=True)
+    assert talking.cancelled()
+    (abandoned,) = voice_sessions(emulator)
+    # What the service had heard is dropped, so it never becomes an utterance.
+    await _until(
+        lambda: any(
+            e["type"] == "input_audio_buffer.clear" for e in abandoned.received_events
+        )
+    )
+
+    emulator.assistant().add_turn(Turn(transcript="hello again", reply="Welcome back."))
+    await kitchen.talk(utterance("Hello again.", tmp_path))
+    assert (
+        kitchen.event_data(PipelineEventType.INTENT_END)["intent_output"]["response"][
+            "speech"
+        ]["plain"]["speech"]
+        == "Welcome back."
+    )
+    assert not [e for e in abandoned.sent_events if e["type"] == "response.created"]
+
+
+async def test_new_wake_interrupts_the_assistant(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """Speaking over the assistant cuts its reply (cancel + clear) first."""
+    emulator.assistant().add_turn(Turn(transcript="hi", reply="Hello."))
+    emulator.assistant().add_turn(
+        Turn(transcript="tell me a story", reply="Once upon a time, " * 12)
+    )
+    emulator.assistant().add_turn(Turn(transcript="stop", reply="Okay."))
+    # A first exchange makes the satellite's conversation (and session) established.
+    await kitchen.talk(utterance("Hi.", tmp_path))
+    story = hass.async_create_task(
+        kitchen.talk(utterance("Tell me a story.", tmp_path))
+    )
+
+    def speaking() -> bool:
+        """The story (the second reply) has started playing."""
+        sessions = voice_sessions(emulator)
+        started = [
+            e
+            for e in (sessions[0].sent_events if sessions else [])
+            if e["type"] == "output_audio_buffer.started"
+        ]
+        return len(started) == 2
+
+    await _until(speaking)
+    # The user talks over the story: the satellite starts a new pipeline.
+    await kitchen.talk(utterance("Stop.", tmp_path))
+    await asyncio.gather(story, return_exceptions=True)
+    (session,) = voice_sessions(emulator)
+    types = [e["type"] for e in session.received_events]
+    assert types.index("response.cancel") < types.index("output_audio_buffer.clear")
+    # The new turn's audio came after the cut.
+    assert session.speech_started_count == 3
+    assert (
+        kitchen.event_data(PipelineEventType.INTENT_END)["intent_output"]["response"][
+            "speech"
+        ]["plain"]["speech"]
+        == "Okay."
+    )
+
+
+async def test_other_text_is_spoken_with_the_rest_api(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+) -> None:
+    """An announcement is synthesized by ItanniX text-to-speech in its voice."""
+    from homeassistant.components import tts
+
+    stream = tts.async_create_stream(hass, "tts.itannix_voice", language="en")
+    stream.async_set_message("The laundry is done.")
+    audio = b"".join([chunk async for chunk in stream.async_stream_result()])
+    pcm = decode_pcm16k(audio)
+    assert rms(pcm) > 500
+    assert [r for r in emulator.requests if "text-to-speech" in r[1]]
+    assert similarity(pcm, await reference_voice("The laundry is done.")) > 0.6
+
+
+async def _until(predicate: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
