@@ -9,6 +9,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
 
+from .audio_relay import async_setup_relay
 from .const import (
     APP_SOURCE,
     CONF_ASSISTANT_ID,
@@ -41,8 +42,9 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions, available whether or not an entry is loaded."""
+    """Register the actions and the audio view, whether or not an entry is loaded."""
     async_setup_services(hass)
+    async_setup_relay(hass)
     return True
 
 

@@ -8,7 +8,7 @@ tool result goes back to the assistant as that call's ``function_call_output``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 import json
 from typing import Any
@@ -91,6 +91,36 @@ async def async_prepare_session(
             }
         )
     live.installed = signature
+
+
+async def async_replay_history(
+    live: LiveSession, contents: Sequence[conversation.Content]
+) -> None:
+    """Give a fresh session the conversation so far.
+
+    A session closed for idleness (or never opened, when a satellite's conversation
+    began with an announcement) would otherwise answer without the context Home
+    Assistant's chat log still holds.
+    """
+    if live.history_replayed:
+        return
+    live.history_replayed = True
+    if live.turns:
+        return  # the session was there all along
+    for content in contents:
+        if content.role not in ("user", "assistant") or not content.content:
+            continue
+        kind = "input_text" if content.role == "user" else "text"
+        await live.session.connection.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": content.role,
+                    "content": [{"type": kind, "text": content.content}],
+                },
+            }
+        )
 
 
 def system_prompt(chat_log: conversation.ChatLog) -> str:
@@ -223,6 +253,8 @@ async def async_run_text_turn(
 ) -> None:
     """Send ``text`` and stream the assistant's reply (and tool calls) into the log."""
     await async_prepare_session(live, chat_log.llm_api, system_prompt(chat_log))
+    # The log already ends with this message, which ask() sends itself.
+    await async_replay_history(live, chat_log.content[:-1])
 
     async def produce(stream: TurnStream) -> None:
         # A typed conversation has no device; LLM API tools run through the log.

@@ -20,6 +20,7 @@ CONF_WORKSPACE_KEY: Final = "workspace_key"
 # Options.
 CONF_ASSISTANT_ID: Final = "assistant_id"
 CONF_VOICE: Final = "voice"  # ItanniX voice for text that is not a live reply
+CONF_MEDIA_PLAYER: Final = "media_player"  # plays spoken replies instead of satellites
 CONF_IDLE_TIMEOUT: Final = "idle_timeout"
 DEFAULT_IDLE_TIMEOUT: Final = 300  # seconds an unused session stays open for context
 MIN_IDLE_TIMEOUT: Final = 10
@@ -41,3 +42,4 @@ MIN_FUNCTION_TIMEOUT: Final = 1
 MAX_FUNCTION_TIMEOUT: Final = 20
 EVENT_FUNCTION_CALL: Final = "itannix_function_call"
 SERVICE_FUNCTION_CALL_RESPONSE: Final = "function_call_response"
+SERVICE_START_CONVERSATION: Final = "start_conversation"

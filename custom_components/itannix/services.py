@@ -1,15 +1,22 @@
-"""The ``itannix.function_call_response`` action: an automation answers a function call."""
+"""The integration's actions: answering function calls, starting conversations."""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant, ServiceCall, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 import voluptuous as vol
 
-from .const import DOMAIN, LOGGER, SERVICE_FUNCTION_CALL_RESPONSE
+from .const import (
+    DOMAIN,
+    LOGGER,
+    SERVICE_FUNCTION_CALL_RESPONSE,
+    SERVICE_START_CONVERSATION,
+)
+from .opening import ATTR_CONFIG_ENTRY_ID, ATTR_MESSAGE, async_start_conversation
 from .runtime import ItanniXConfigEntry
 
 ATTR_CALL_ID: Final = "call_id"
@@ -44,9 +51,24 @@ async def _async_respond(call: ServiceCall) -> None:
     )
 
 
+START_CONVERSATION_SCHEMA: Any = vol.Schema(
+    {
+        vol.Required(ATTR_ENTITY_ID): cv.entity_ids,
+        vol.Optional(ATTR_MESSAGE): cv.string,
+        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+    }
+)
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the integration's actions (once, whatever the entries)."""
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_START_CONVERSATION,
+        async_start_conversation,
+        schema=START_CONVERSATION_SCHEMA,
+    )
     hass.services.async_register(
         DOMAIN,
         SERVICE_FUNCTION_CALL_RESPONSE,

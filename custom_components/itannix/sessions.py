@@ -43,6 +43,8 @@ class LiveSession:
         self.installed: tuple[str, ...] | None = None
         self.call_handler: CallHandler | None = None
         self.turns = 0
+        # Whether the conversation's earlier messages were given to this session.
+        self.history_replayed = False
         self._cancel_idle: CALLBACK_TYPE | None = None
 
     async def handle_call(self, call: FunctionCall) -> str:

@@ -8,6 +8,7 @@ everywhere.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from homeassistant.components import tts
@@ -17,11 +18,13 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.generated.languages import LANGUAGES
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import CONF_VOICE, DOMAIN, LOGGER
+from .audio_relay import async_get_relay
+from .const import CONF_MEDIA_PLAYER, CONF_VOICE, DOMAIN, LOGGER
 from .entity import ItanniXEntity
+from .playback import async_play
 from .realtime import ItanniXError, Voice
 from .runtime import ItanniXConfigEntry
-from .voice import current_turn
+from .voice import SAMPLE_RATE, VoiceTurn, current_turn, wav_file
 
 PARALLEL_UPDATES = 0
 
@@ -94,6 +97,8 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
         if voice is not None and voice.entry is self.entry:
             if voice.claimed and not voice.audio_claimed:
                 voice.claim_audio()
+                if player := self.entry.options.get(CONF_MEDIA_PLAYER):
+                    return self._play_elsewhere(voice, player)
                 # The text is what the assistant is saying; its voice is already here.
                 return TTSAudioResponse("wav", voice.audio_stream())
             if not voice.claimed:
@@ -112,6 +117,23 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
             yield data
 
         return TTSAudioResponse(extension or "mp3", data_gen())
+
+    def _play_elsewhere(self, voice: VoiceTurn, player: str) -> TTSAudioResponse:
+        """Send the reply's voice to the chosen media player.
+
+        The satellite gets a moment of silence instead of a second copy.
+        """
+        url = async_get_relay(self.hass).async_register(
+            voice.audio_stream, "audio/wav", voice.finish
+        )
+        self.entry.async_create_background_task(
+            self.hass, async_play(self.hass, player, url), f"{DOMAIN} play reply"
+        )
+
+        async def silence() -> AsyncGenerator[bytes]:
+            yield wav_file(bytes(SAMPLE_RATE // 10 * 2))
+
+        return TTSAudioResponse("wav", silence())
 
     async def async_get_tts_audio(
         self, message: str, language: str, options: dict[str, Any]

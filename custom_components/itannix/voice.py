@@ -28,8 +28,13 @@ from homeassistant.helpers import chat_session, llm
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util.ulid import ulid_now
 
-from .chat import TurnStream, async_prepare_session, async_stream_reply
-from .const import DOMAIN, LOGGER
+from .chat import (
+    TurnStream,
+    async_prepare_session,
+    async_replay_history,
+    async_stream_reply,
+)
+from .const import CONF_MEDIA_PLAYER, DOMAIN, LOGGER
 from .functions import CallContext
 from .realtime import AudioTurn, FunctionCall, ItanniXError
 from .runtime import ItanniXConfigEntry
@@ -61,6 +66,14 @@ def wav_header(sample_rate: int = SAMPLE_RATE) -> bytes:
         + b"data"
         + struct.pack("<I", unknown)
     )
+
+
+def wav_file(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A complete 16-bit mono WAV file."""
+    header = bytearray(wav_header(sample_rate))
+    struct.pack_into("<I", header, 4, 36 + len(pcm))
+    struct.pack_into("<I", header, 40, len(pcm))
+    return bytes(header) + pcm
 
 
 class VoiceTurn:
@@ -243,6 +256,7 @@ async def async_speak_reply(
                     satellite_entity_id=user_input.satellite_id,
                     llm_tools=stream.llm_tools,
                     run_llm_tool=stream.call_tool,
+                    media_player_entity_id=voice.entry.options.get(CONF_MEDIA_PLAYER),
                     stop_reply=voice.turn.cancel,
                     context=user_input.context,
                 )
@@ -305,6 +319,11 @@ async def async_listen(
     live.cancel_idle()
     api, prompt = await _llm_api(hass, entry, language)
     await async_prepare_session(live, api, prompt)
+    if session is not None:
+        # E.g. the opening line of an automation's start_conversation is in the log.
+        with conversation.async_get_chat_log(hass, session) as chat_log:
+            history = list(chat_log.content)
+        await async_replay_history(live, history)
     # A new turn on the same conversation interrupts a reply still playing (barge-in).
     turn = await live.session.start_audio_turn()
     voice = VoiceTurn(hass, entry, live, turn)

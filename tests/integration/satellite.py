@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 from unittest.mock import Mock
 
 from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType
 from homeassistant.components.assist_satellite import (
+    AssistSatelliteAnnouncement,
     AssistSatelliteConfiguration,
     AssistSatelliteEntity,
     AssistSatelliteEntityFeature,
+)
+from homeassistant.components.media_player import (
+    MediaPlayerEntity,
+    MediaPlayerEntityFeature,
+    MediaPlayerState,
 )
 from homeassistant.config_entries import ConfigEntry, ConfigFlow
 from homeassistant.core import HomeAssistant
@@ -48,6 +54,20 @@ class VoiceSatellite(AssistSatelliteEntity):
         self._attr_name = name
         self._attr_unique_id = name
         self.events: list[PipelineEvent] = []
+        self.announcements: list[AssistSatelliteAnnouncement] = []
+        # What the user says after the satellite starts a conversation.
+        self.answer: bytes = b""
+
+    async def async_announce(self, announcement: AssistSatelliteAnnouncement) -> None:
+        """Record what was announced."""
+        self.announcements.append(announcement)
+
+    async def async_start_conversation(
+        self, start_announcement: AssistSatelliteAnnouncement
+    ) -> None:
+        """Play the opening, then listen to the user's answer."""
+        self.announcements.append(start_announcement)
+        await self.talk(self.answer)
 
     def on_pipeline_event(self, event: PipelineEvent) -> None:
         """Record every pipeline event."""
@@ -76,6 +96,27 @@ class VoiceSatellite(AssistSatelliteEntity):
         await self.async_accept_pipeline_from_satellite(microphone(pcm))
 
 
+class RecordingPlayer(MediaPlayerEntity):
+    """A speaker that remembers what it was asked to play."""
+
+    _attr_supported_features = (
+        MediaPlayerEntityFeature.PLAY_MEDIA | MediaPlayerEntityFeature.MEDIA_ANNOUNCE
+    )
+    _attr_state = MediaPlayerState.IDLE
+
+    def __init__(self, name: str) -> None:
+        """Initialize with a name (also its unique ID)."""
+        self._attr_name = name
+        self._attr_unique_id = name
+        self.played: list[tuple[str, dict[str, Any]]] = []
+
+    async def async_play_media(
+        self, media_type: str, media_id: str, **kwargs: Any
+    ) -> None:
+        """Record the media and its options (announce...)."""
+        self.played.append((media_id, kwargs))
+
+
 def _last_run_start(events: list[PipelineEvent]) -> int:
     starts = [i for i, e in enumerate(events) if e.type is PipelineEventType.RUN_START]
     return starts[-1] if starts else 0
@@ -91,32 +132,43 @@ class _Flow(ConfigFlow):
     """Config flow of the test domain (never used; entries are made directly)."""
 
 
-async def async_setup_satellites(
-    hass: HomeAssistant, *names: str
-) -> list[VoiceSatellite]:
-    """Set up a test integration with one satellite entity per name."""
-    satellites = [VoiceSatellite(name) for name in names]
+async def async_setup_satellites[S: VoiceSatellite](
+    hass: HomeAssistant,
+    *names: str,
+    kind: type[S] = VoiceSatellite,
+    players: Sequence[RecordingPlayer] = (),
+) -> list[S]:
+    """Set up a test integration: a satellite entity (of ``kind``) per name.
+
+    The given media players are added too.
+    """
+    satellites = [kind(name) for name in names]
+    platforms: dict[str, list[Any]] = {
+        "assist_satellite": list(satellites),
+        "media_player": list(players),
+    }
 
     async def setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
-        await hass.config_entries.async_forward_entry_setups(
-            entry, ["assist_satellite"]
-        )
+        await hass.config_entries.async_forward_entry_setups(entry, list(platforms))
         return True
-
-    async def setup_platform(
-        hass: HomeAssistant,
-        entry: ConfigEntry,
-        async_add_entities: AddConfigEntryEntitiesCallback,
-    ) -> None:
-        async_add_entities(satellites)
 
     mock_integration(hass, MockModule(TEST_DOMAIN, async_setup_entry=setup_entry))
     mock_platform(hass, f"{TEST_DOMAIN}.config_flow", Mock())
-    mock_platform(
-        hass,
-        f"{TEST_DOMAIN}.assist_satellite",
-        MockPlatform(async_setup_entry=setup_platform),
-    )
+    for platform, entities in platforms.items():
+
+        async def setup_platform(
+            hass: HomeAssistant,
+            entry: ConfigEntry,
+            async_add_entities: AddConfigEntryEntitiesCallback,
+            entities: list[Any] = entities,
+        ) -> None:
+            async_add_entities(entities)
+
+        mock_platform(
+            hass,
+            f"{TEST_DOMAIN}.{platform}",
+            MockPlatform(async_setup_entry=setup_platform),
+        )
     entry = MockConfigEntry(domain=TEST_DOMAIN)
     entry.add_to_hass(hass)
     with mock_config_flow(TEST_DOMAIN, _Flow):

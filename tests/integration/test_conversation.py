@@ -19,7 +19,7 @@ from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-from custom_components.itannix.const import DEFAULT_IDLE_TIMEOUT, DOMAIN
+from custom_components.itannix.const import CONF_IDLE_TIMEOUT, DOMAIN
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 
 from .conftest import CLIENT_ID
@@ -107,15 +107,21 @@ async def test_idle_session_closes_and_reopens(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
     """After the idle time the session is closed; the next turn opens a new one."""
-    result = await _say(hass, "Hello")
-    async_fire_time_changed(
-        hass, dt_util.utcnow() + timedelta(seconds=DEFAULT_IDLE_TIMEOUT + 1)
+    # Shorter than Home Assistant's own five minutes, so the chat log outlives it.
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_IDLE_TIMEOUT: 60}
     )
+    await hass.async_block_till_done()
+    result = await _say(hass, "Hello")
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))
     await hass.async_block_till_done()
     await _until(lambda: _peers(emulator)[0].closed)
 
     await _say(hass, "Still there?", result.conversation_id)
     assert len(_peers(emulator)) == 2
+    # The new session was told the conversation so far, so its context is not lost.
+    assert _user_texts(_peers(emulator)[1]) == ["Hello", "Still there?"]
 
 
 async def test_question_keeps_the_satellite_listening(

@@ -6,23 +6,28 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from homeassistant.components import assist_pipeline
 from homeassistant.components.assist_pipeline import PipelineEventType
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
+from homeassistant.core_config import async_process_ha_core_config
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.typing import (
     ClientSessionGenerator,
     WebSocketGenerator,
 )
+from yarl import URL
 
+from custom_components.itannix.const import CONF_MEDIA_PLAYER, DOMAIN
 from tests.audio import decode_pcm16k, rms, silence, similarity, speak
 from tests.emulator import EmulatedSession, Emulator, Turn
 from tests.emulator.voice import Synthesizer
 
-from .satellite import VoiceSatellite, async_setup_satellites
+from .satellite import RecordingPlayer, VoiceSatellite, async_setup_satellites
 
 AGENT = "conversation.itannix_assistant"
 
@@ -34,6 +39,7 @@ async def pipeline_id(
     """The "ItanniX" pipeline the integration created, made the preferred one."""
     # Views register before the websocket client starts (and freezes) the web app.
     assert await async_setup_component(hass, "assist_satellite", {})
+    assert await async_setup_component(hass, "media_player", {})
     pipelines = [
         p
         for p in assist_pipeline.async_get_pipelines(hass)
@@ -312,7 +318,181 @@ async def test_other_text_is_spoken_with_the_rest_api(
     assert similarity(pcm, await reference_voice("The laundry is done.")) > 0.6
 
 
+async def test_other_text_uses_the_voice_chosen_in_the_options(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Text that is not a live reply is spoken in the voice picked in the options."""
+    from homeassistant.components import tts
+
+    from custom_components.itannix.const import CONF_IDLE_TIMEOUT, CONF_VOICE
+
+    async def speak_text(text: str) -> str:
+        stream = tts.async_create_stream(hass, "tts.itannix_voice", language="en")
+        stream.async_set_message(text)
+        assert b"".join([chunk async for chunk in stream.async_stream_result()])
+        # The voice is in the path of the text-to-speech request.
+        paths = [r[1] for r in emulator.requests if "text-to-speech" in r[1]]
+        return paths[-1]
+
+    # No voice chosen: the workspace's first one.
+    assert await speak_text("The mail is here.") == (
+        "/v1/app/text-to-speech/v_alloy/with-timestamps"
+    )
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_VOICE: "v_echo", CONF_IDLE_TIMEOUT: 300}
+    )
+    await hass.async_block_till_done()
+    assert await speak_text("The dishwasher is done.") == (
+        "/v1/app/text-to-speech/v_echo/with-timestamps"
+    )
+
+
 async def _until(predicate: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.05)
+
+
+async def _choose_player(hass: HomeAssistant, entry: ConfigEntry, player: str) -> None:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_MEDIA_PLAYER: player}
+    )
+    await hass.async_block_till_done()
+
+
+async def test_replies_play_on_the_chosen_media_player(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    hass_client_no_auth: ClientSessionGenerator,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    pipeline_id: str,
+    tmp_path: Path,
+) -> None:
+    """With a media player chosen, it announces the reply's voice from a signed URL."""
+    await async_process_ha_core_config(hass, {"internal_url": "http://127.0.0.1:8123"})
+    speaker = RecordingPlayer("Living room speaker")
+    (satellite,) = await async_setup_satellites(
+        hass, "Hall satellite", players=[speaker]
+    )
+    await _choose_player(hass, config_entry, "media_player.living_room_speaker")
+    reply = "The forecast says sunshine all afternoon, with a light breeze."
+    emulator.assistant().add_turn(Turn(transcript="weather", reply=reply))
+
+    await satellite.talk(utterance("What is the weather?", tmp_path))
+
+    await _until(lambda: bool(speaker.played))
+    ((url, options),) = speaker.played
+    assert options.get("announce") is True
+    parsed = URL(url)
+    assert parsed.path.startswith("/api/itannix/audio/")
+    assert "authSig" in parsed.query
+    # Without the signature the audio is refused.
+    anonymous = await hass_client_no_auth()
+    assert (await anonymous.get(parsed.path)).status == 401
+    response = await anonymous.get(parsed.path_qs)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "audio/wav"
+    played = decode_pcm16k(await response.read())
+    assert rms(played) > 500
+    assert similarity(played, await reference_voice(reply)) > 0.6
+    # The URL serves once.
+    assert (await anonymous.get(parsed.path_qs)).status == 404
+    # The satellite itself plays a moment of silence, not a second copy.
+    on_satellite = await fetch_tts(hass_client, satellite)
+    assert rms(on_satellite) < 50
+    assert len(on_satellite) < 16_000  # under half a second
+
+
+async def test_start_conversation_speaks_first_then_listens(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    pipeline_id: str,
+    tmp_path: Path,
+) -> None:
+    """An automation's opening line is spoken, then the answer is heard.
+
+    The assistant that answers knows what it asked.
+    """
+    (satellite,) = await async_setup_satellites(hass, "Bedroom satellite")
+    satellite.answer = utterance("Yes please.", tmp_path)
+    opening = "Good morning! Shall I open the blinds?"
+    emulator.assistant().add_turn(Turn(transcript="yes please", reply="Opening them."))
+
+    await hass.services.async_call(
+        DOMAIN,
+        "start_conversation",
+        {"entity_id": satellite.entity_id, "message": opening},
+        blocking=True,
+    )
+
+    (announcement,) = satellite.announcements
+    assert announcement.message == opening
+    # The opening is spoken by the ItanniX voice (text-to-speech API).
+    assert [r for r in emulator.requests if "text-to-speech" in r[1]]
+    # The user's answer went through the assistant, which had been told its opening.
+    assert (
+        satellite.event_data(PipelineEventType.INTENT_END)["intent_output"]["response"][
+            "speech"
+        ]["plain"]["speech"]
+        == "Opening them."
+    )
+    (session,) = voice_sessions(emulator)
+    said = [
+        part["text"]
+        for event in session.received_events
+        if event["type"] == "conversation.item.create"
+        and event["item"].get("role") == "assistant"
+        for part in event["item"]["content"]
+    ]
+    assert said == [opening]
+
+
+async def test_start_conversation_in_the_assistants_own_words(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+) -> None:
+    """Without a message the assistant words the opening; media players announce it."""
+    speaker = RecordingPlayer("Office speaker")
+    await async_setup_satellites(hass, players=[speaker])
+    emulator.assistant().add_turn(Turn(reply="Hi there! What can I do for you?"))
+
+    await hass.services.async_call(
+        DOMAIN,
+        "start_conversation",
+        {"entity_id": "media_player.office_speaker"},
+        blocking=True,
+    )
+
+    ((media_id, options),) = speaker.played
+    assert options.get("announce") is True
+    assert media_id.startswith("media-source://tts/tts.itannix_voice")
+    (message,) = parse_qs(urlsplit(media_id).query)["message"]
+    assert message == "Hi there! What can I do for you?"
+    # The opening came from a response of its own; nothing was said as the user.
+    session = emulator.sessions[-1]
+    creates = [e for e in session.received_events if e["type"] == "response.create"]
+    assert creates
+    assert creates[0]["response"]["instructions"]
+    assert not [
+        e for e in session.received_events if e["type"] == "conversation.item.create"
+    ]
+
+
+async def test_start_conversation_needs_a_target_that_can_speak(
+    hass: HomeAssistant, config_entry: ConfigEntry
+) -> None:
+    """A target that cannot speak is refused with a clear error."""
+    hass.states.async_set("light.kitchen", "off")
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "start_conversation",
+            {"entity_id": "light.kitchen", "message": "Hello"},
+            blocking=True,
+        )
+    assert err.value.translation_key == "cannot_start_conversation"

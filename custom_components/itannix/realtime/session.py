@@ -409,6 +409,32 @@ class RealtimeSession:
                 raise
             return reply
 
+    async def respond(self, instructions: str) -> Reply:
+        """Have the assistant speak first (text modality), guided by ``instructions``.
+
+        No user message is added: the instructions apply to this response only.
+        """
+        async with self._turn_lock:
+            await self._end_previous_turn()
+            reply = Reply(self, ("text",))
+            self._turn = reply
+            reply.awaiting_response = True
+            try:
+                await self._send(
+                    reply,
+                    {
+                        "type": RESPONSE_CREATE,
+                        "response": {
+                            "modalities": ["text"],
+                            "instructions": instructions,
+                        },
+                    },
+                )
+            except ItanniXError as err:
+                reply.finish(err)
+                raise
+            return reply
+
     async def start_audio_turn(self) -> AudioTurn:
         """Start listening: feed audio to the returned turn as the user speaks."""
         async with self._turn_lock:

@@ -1,0 +1,115 @@
+"""``itannix.start_conversation``: the assistant speaks first, then listens.
+
+On a voice satellite that can start conversations, Home Assistant plays the opening line
+(through the satellite's pipeline, so in the assistant's voice when it uses the ItanniX
+pipeline), keeps it in the conversation's chat log, and listens; the integration gives
+that history to the realtime session when the user answers. A satellite that can only
+announce, or a media player, hears the line without being able to answer.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from homeassistant.components import tts
+from homeassistant.components.assist_satellite import AssistSatelliteEntityFeature
+from homeassistant.const import ATTR_ENTITY_ID, ATTR_SUPPORTED_FEATURES, Platform
+from homeassistant.core import HomeAssistant, ServiceCall
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import entity_registry as er
+from homeassistant.util.ulid import ulid_now
+
+from .const import DOMAIN
+from .playback import async_play
+from .realtime import ItanniXError
+from .runtime import ItanniXConfigEntry
+
+ATTR_MESSAGE: Final = "message"
+ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
+SATELLITE_DOMAIN: Final = "assist_satellite"
+# Used only when the automation gives no opening line: the assistant words it itself.
+OPENING_INSTRUCTIONS: Final = (
+    "Start a conversation with the user: greet them in one short sentence and ask "
+    "how you can help. Answer in the user's language."
+)
+
+
+def _entry(hass: HomeAssistant, entry_id: str | None) -> ItanniXConfigEntry:
+    entries: list[ItanniXConfigEntry] = hass.config_entries.async_loaded_entries(DOMAIN)
+    if entry_id is not None:
+        entries = [entry for entry in entries if entry.entry_id == entry_id]
+    if len(entries) != 1:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="choose_entry" if entries else "no_entry",
+        )
+    return entries[0]
+
+
+async def _async_opening_line(entry: ItanniXConfigEntry) -> str:
+    """The assistant's own opening line, from a short-lived session."""
+    sessions = entry.runtime_data.sessions
+    key = ulid_now()
+    try:
+        live = await sessions.async_get(key)
+        reply = await live.session.respond(OPENING_INSTRUCTIONS)
+        return (await reply.text()).strip()
+    except ItanniXError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="turn_failed",
+            translation_placeholders={"error": err.message},
+        ) from err
+    finally:
+        await sessions.async_close(key)
+
+
+def _tts_entity(hass: HomeAssistant, entry: ItanniXConfigEntry) -> str | None:
+    return er.async_get(hass).async_get_entity_id(
+        Platform.TTS, DOMAIN, f"{entry.entry_id}_tts"
+    )
+
+
+async def async_start_conversation(call: ServiceCall) -> None:
+    """Speak an opening line on each target, and listen where the target can."""
+    hass = call.hass
+    entry = _entry(hass, call.data.get(ATTR_CONFIG_ENTRY_ID))
+    message: str = call.data.get(ATTR_MESSAGE) or await _async_opening_line(entry)
+    for entity_id in call.data[ATTR_ENTITY_ID]:
+        state = hass.states.get(entity_id)
+        features: int = state.attributes.get(ATTR_SUPPORTED_FEATURES, 0) if state else 0
+        domain = entity_id.partition(".")[0]
+        if domain == SATELLITE_DOMAIN and (
+            features & AssistSatelliteEntityFeature.START_CONVERSATION
+        ):
+            await hass.services.async_call(
+                SATELLITE_DOMAIN,
+                "start_conversation",
+                {ATTR_ENTITY_ID: entity_id, "start_message": message},
+                blocking=True,
+                context=call.context,
+            )
+        elif domain == SATELLITE_DOMAIN and (
+            features & AssistSatelliteEntityFeature.ANNOUNCE
+        ):
+            await hass.services.async_call(
+                SATELLITE_DOMAIN,
+                "announce",
+                {ATTR_ENTITY_ID: entity_id, "message": message},
+                blocking=True,
+                context=call.context,
+            )
+        elif domain == "media_player" and (engine := _tts_entity(hass, entry)):
+            # As tts.speak does: the player resolves the media source itself.
+            await async_play(
+                hass,
+                entity_id,
+                tts.generate_media_source_id(hass, message, engine=engine),
+                call.context,
+            )
+        else:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="cannot_start_conversation",
+                translation_placeholders={"entity_id": entity_id},
+            )
