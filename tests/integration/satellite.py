@@ -91,6 +91,15 @@ class VoiceSatellite(AssistSatelliteEntity):
         assert matching, f"no {kind} in {[event.type for event in run]}"
         return dict(matching[-1].data or {})
 
+    def heard(self) -> str:
+        """What speech-to-text made of the last run's audio."""
+        return str(self.event_data(PipelineEventType.STT_END)["stt_output"]["text"])
+
+    def reply(self) -> str:
+        """What the agent answered in the last run."""
+        output = self.event_data(PipelineEventType.INTENT_END)["intent_output"]
+        return str(output["response"]["speech"]["plain"]["speech"])
+
     async def talk(self, pcm: bytes) -> None:
         """Say ``pcm`` to the satellite and run its pipeline to the end."""
         await self.async_accept_pipeline_from_satellite(microphone(pcm))

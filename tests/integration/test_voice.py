@@ -121,10 +121,8 @@ async def test_spoken_turn_plays_the_assistants_own_voice(
     assert session.inbound_voiced_ms > 300
     assert session.input_transcription_enabled
     # The pipeline saw the service's transcript and the assistant's reply.
-    stt = kitchen.event_data(PipelineEventType.STT_END)
-    assert stt["stt_output"]["text"] == "turn on the kitchen light"
-    intent = kitchen.event_data(PipelineEventType.INTENT_END)
-    assert intent["intent_output"]["response"]["speech"]["plain"]["speech"] == reply
+    assert kitchen.heard() == "turn on the kitchen light"
+    assert kitchen.reply() == reply
     # What the satellite plays is the assistant's voice for that reply.
     played = await fetch_tts(hass_client, kitchen)
     assert len(played) > 16_000 * 2  # more than a second
@@ -147,12 +145,7 @@ async def test_turns_on_one_satellite_share_a_session(
     )
     await kitchen.talk(utterance("My name is Sam.", tmp_path))
     await kitchen.talk(utterance("What is my name?", tmp_path))
-    assert (
-        kitchen.event_data(PipelineEventType.INTENT_END)["intent_output"]["response"][
-            "speech"
-        ]["plain"]["speech"]
-        == "You are Sam."
-    )
+    assert kitchen.reply() == "You are Sam."
     assert len(voice_sessions(emulator)) == 1
     assert voice_sessions(emulator)[0].speech_started_count == 2
 
@@ -180,13 +173,8 @@ async def test_two_satellites_at_once_keep_their_own_turns(
     )
     heard = {}
     for satellite in (kitchen, office):
-        transcript = satellite.event_data(PipelineEventType.STT_END)["stt_output"][
-            "text"
-        ]
-        speech = satellite.event_data(PipelineEventType.INTENT_END)["intent_output"][
-            "response"
-        ]["speech"]["plain"]["speech"]
-        assert speech == replies[transcript]
+        transcript = satellite.heard()
+        assert satellite.reply() == replies[transcript]
         heard[transcript] = await fetch_tts(hass_client, satellite)
     assert set(heard) == set(replies)
     assert len(voice_sessions(emulator)) == 2
@@ -215,8 +203,7 @@ async def test_other_agent_cancels_the_unused_reply(
         Turn(transcript="what time is it", reply="A long reply nobody will hear. " * 4)
     )
     await satellite.talk(utterance("What time is it?", tmp_path))
-    stt = satellite.event_data(PipelineEventType.STT_END)
-    assert stt["stt_output"]["text"] == "what time is it"
+    assert satellite.heard() == "what time is it"
     (session,) = voice_sessions(emulator)
     await _until(
         lambda: any(e["type"] == "response.cancel" for e in session.received_events)
@@ -246,12 +233,7 @@ async def test_abandoned_turn_leaves_nothing_behind(
 
     emulator.assistant().add_turn(Turn(transcript="hello again", reply="Welcome back."))
     await kitchen.talk(utterance("Hello again.", tmp_path))
-    assert (
-        kitchen.event_data(PipelineEventType.INTENT_END)["intent_output"]["response"][
-            "speech"
-        ]["plain"]["speech"]
-        == "Welcome back."
-    )
+    assert kitchen.reply() == "Welcome back."
     assert not [e for e in abandoned.sent_events if e["type"] == "response.created"]
 
 
@@ -292,12 +274,7 @@ async def test_new_wake_interrupts_the_assistant(
     assert types.index("response.cancel") < types.index("output_audio_buffer.clear")
     # The new turn's audio came after the cut.
     assert session.speech_started_count == 3
-    assert (
-        kitchen.event_data(PipelineEventType.INTENT_END)["intent_output"]["response"][
-            "speech"
-        ]["plain"]["speech"]
-        == "Okay."
-    )
+    assert kitchen.reply() == "Okay."
 
 
 async def test_other_text_is_spoken_with_the_rest_api(
@@ -434,12 +411,7 @@ async def test_start_conversation_speaks_first_then_listens(
     # The opening is spoken by the ItanniX voice (text-to-speech API).
     assert [r for r in emulator.requests if "text-to-speech" in r[1]]
     # The user's answer went through the assistant, which had been told its opening.
-    assert (
-        satellite.event_data(PipelineEventType.INTENT_END)["intent_output"]["response"][
-            "speech"
-        ]["plain"]["speech"]
-        == "Opening them."
-    )
+    assert satellite.reply() == "Opening them."
     (session,) = voice_sessions(emulator)
     said = [
         part["text"]

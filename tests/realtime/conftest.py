@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from typing import TYPE_CHECKING
 
 import aiohttp
-import av
 import pytest
 
 from custom_components.itannix.realtime import Credentials, ItanniXClient
+from tests.audio import speak
 from tests.conftest import WORKSPACE_KEY
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from tests.emulator import Emulator
 
@@ -59,21 +56,4 @@ def client(
 @pytest.fixture(scope="session")
 def speech_pcm16k(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """Provide real speech (espeak-ng) as 16 kHz mono s16 PCM, made at test time."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
-    wav = tmp_path_factory.mktemp("speech") / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(wav), SPOKEN_TEXT], check=True)
-    return wav_to_pcm16k(wav)
-
-
-def wav_to_pcm16k(path: Path) -> bytes:
-    """Decode a WAV file to 16 kHz mono s16 PCM."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
-    out = bytearray()
-    with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            for res in resampler.resample(frame):
-                out += bytes(res.planes[0])[: res.samples * 2]
-    for res in resampler.resample(None):
-        out += bytes(res.planes[0])[: res.samples * 2]
-    return bytes(out)
+    return speak(SPOKEN_TEXT, tmp_path_factory.mktemp("speech"))

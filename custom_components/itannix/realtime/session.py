@@ -386,50 +386,33 @@ class RealtimeSession:
 
     async def ask(self, text: str) -> Reply:
         """Send a typed message; return the streaming reply (text modality)."""
-        async with self._turn_lock:
-            await self._end_previous_turn()
-            reply = Reply(self, ("text",))
-            self._turn = reply
-            reply.awaiting_response = True
-            try:
-                await self._send(
-                    reply,
-                    {
-                        "type": CONVERSATION_ITEM_CREATE,
-                        "item": {
-                            "type": "message",
-                            "role": "user",
-                            "content": [{"type": "input_text", "text": text}],
-                        },
-                    },
-                )
-                await self._request_response(reply)
-            except ItanniXError as err:
-                reply.finish(err)
-                raise
-            return reply
+        item: Event = {
+            "type": CONVERSATION_ITEM_CREATE,
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        }
+        return await self._start_reply(item)
 
     async def respond(self, instructions: str) -> Reply:
         """Have the assistant speak first (text modality), guided by ``instructions``.
 
         No user message is added: the instructions apply to this response only.
         """
+        return await self._start_reply(None, instructions=instructions)
+
+    async def _start_reply(self, item: Event | None, **options: Any) -> Reply:
+        """Start a text turn: send ``item`` (if any), then ask for the response."""
         async with self._turn_lock:
             await self._end_previous_turn()
             reply = Reply(self, ("text",))
             self._turn = reply
-            reply.awaiting_response = True
             try:
-                await self._send(
-                    reply,
-                    {
-                        "type": RESPONSE_CREATE,
-                        "response": {
-                            "modalities": ["text"],
-                            "instructions": instructions,
-                        },
-                    },
-                )
+                if item is not None:
+                    await self._send(reply, item)
+                await self._request_response(reply, **options)
             except ItanniXError as err:
                 reply.finish(err)
                 raise
@@ -484,10 +467,13 @@ class RealtimeSession:
                 await self._send(None, {"type": OUTPUT_AUDIO_BUFFER_CLEAR})
             self._speaking = False
 
-    async def _request_response(self, turn: _Turn | None) -> None:
-        event: Event = {"type": RESPONSE_CREATE}
+    async def _request_response(self, turn: _Turn | None, **options: Any) -> None:
+        response: dict[str, Any] = dict(options)
         if turn is not None and turn.modalities is not None:
-            event["response"] = {"modalities": list(turn.modalities)}
+            response["modalities"] = list(turn.modalities)
+        event: Event = {"type": RESPONSE_CREATE}
+        if response:
+            event["response"] = response
         if turn is not None:
             turn.awaiting_response = True
         await self._send(turn, event)
