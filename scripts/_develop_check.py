@@ -3,21 +3,25 @@
     python scripts/_develop_check.py CONFIG_DIR DEVELOP_PID
 
 Logs in as dev / dev through the auth API, adds the ItanniX integration through the
-config flow REST API with the emulator's URL and workspace key, and types "hello" to
-the ItanniX Assistant. Exits non-zero at the first step that does not do what a user
+config flow REST API with the emulator's URL and workspace key, types "hello" to
+the ItanniX Assistant, and says "hello" to it through scripts/_satellite.py (a simulated
+voice satellite running the "ItanniX" Assist pipeline). Exits non-zero at the first step that does not do what a user
 would expect. Every wait is bounded.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 from collections.abc import Awaitable, Callable
 import contextlib
+import math
 import os
 from pathlib import Path
 import sys
 import time
 from typing import Any
+import wave
 
 import aiohttp
 
@@ -158,6 +162,7 @@ async def check(config_dir: Path) -> None:
 
         await poll(AGENT, agent, STEP_TIMEOUT)
         await converse(http, auth, "hello")
+        await speak(config_dir, "hello")
 
         # A restart from the UI must bring Home Assistant back, entry and all.
         with contextlib.suppress(aiohttp.ClientError):
@@ -196,6 +201,50 @@ async def converse(
     if reply != f"I heard: {text}":
         raise CheckFailedError(f"unexpected conversation answer: {answer}")
     step(f'"{text}" to {AGENT} -> "{reply}" (from the emulator)')
+
+
+async def speak(config_dir: Path, text: str) -> None:
+    """Say ``text`` through the simulated satellite; expect the emulator's spoken answer."""
+    reply_file = config_dir / ".satellite-reply.wav"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("_satellite.py")),
+        "--say",
+        text,
+        "--out",
+        str(reply_file),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT):
+            output = (await proc.communicate())[0].decode(errors="replace")
+    except TimeoutError:
+        raise CheckFailedError("the simulated satellite did not finish") from None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = output.splitlines()
+    # The emulator hears any speech as "hello" and answers it so.
+    if proc.returncode != 0 or "reply: Hello from ItanniX." not in lines:
+        raise CheckFailedError(f"unexpected spoken turn:\n{output}")
+    if "transcript: hello" not in lines:
+        raise CheckFailedError(f"unexpected transcript:\n{output}")
+    with wave.open(str(reply_file), "rb") as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+        samples = array.array("h", wav.readframes(wav.getnframes()))
+    loudness = math.sqrt(sum(x * x for x in samples) / max(1, len(samples)))
+    if seconds < 0.5 or loudness < 300:
+        raise CheckFailedError(
+            f"the reply's audio is not the assistant's voice ({seconds:.1f} s, "
+            f"RMS {loudness:.0f})"
+        )
+    step(
+        f'said "{text}" through the ItanniX pipeline -> "Hello from ItanniX.", '
+        f"{seconds:.1f} s of the assistant's voice"
+    )
 
 
 def main() -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryError,
+    ConfigEntryNotReady,
+)
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
@@ -77,7 +81,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> b
             translation_placeholders={"hint": err.hint or err.message},
         ) from err
     except InvalidUrlError as err:
-        raise ConfigEntryNotReady(
+        # Retrying cannot help: the stored URL itself is refused (reconfigure it).
+        raise ConfigEntryError(
             translation_domain=DOMAIN, translation_key="invalid_url"
         ) from err
     except ItanniXError as err:

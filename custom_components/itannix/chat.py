@@ -65,19 +65,24 @@ async def async_prepare_session(
     live: LiveSession, api: llm.APIInstance | None, prompt: str
 ) -> None:
     """Offer an LLM API's tools and Home Assistant's prompt; once, not every turn."""
-    if api is None:
-        return
-    tools = [_tool_schema(tool, api) for tool in api.tools]
-    signature = tuple(sorted(tool["name"] for tool in tools))
-    if live.installed == signature:
-        return
-    own = {tool.get("name") for tool in tools}
-    # session.update replaces the tool list: keep the assistant's dashboard tools.
-    merged = [t for t in live.dashboard_tools if t.get("name") not in own] + tools
-    await live.session.connection.send(
-        {"type": "session.update", "session": {"tools": merged, "tool_choice": "auto"}}
-    )
-    if prompt and live.installed is None:
+    if api is not None:
+        tools = [_tool_schema(tool, api) for tool in api.tools]
+        signature = tuple(sorted(tool["name"] for tool in tools))
+        if live.installed != signature:
+            own = {tool.get("name") for tool in tools}
+            # session.update replaces the tool list: keep the dashboard's tools.
+            merged = [
+                t for t in live.dashboard_tools if t.get("name") not in own
+            ] + tools
+            await live.session.connection.send(
+                {
+                    "type": "session.update",
+                    "session": {"tools": merged, "tool_choice": "auto"},
+                }
+            )
+            live.installed = signature
+    if prompt and not live.prompt_sent:
+        live.prompt_sent = True
         # A system message adds Home Assistant's context without replacing the
         # instructions configured for the assistant in the ItanniX dashboard.
         await live.session.connection.send(
@@ -90,7 +95,6 @@ async def async_prepare_session(
                 },
             }
         )
-    live.installed = signature
 
 
 async def async_replay_history(

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 import uuid
 
+from homeassistant.components.media_player.const import DOMAIN as MEDIA_PLAYER_DOMAIN
 from homeassistant.config_entries import (
     ConfigEntry,
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlowWithReload,
@@ -17,12 +19,16 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import llm
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
+    EntitySelector,
+    EntitySelectorConfig,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
     SelectOptionDict,
+    Selector,
     SelectSelector,
     SelectSelectorConfig,
+    SelectSelectorMode,
     TemplateSelector,
     TextSelector,
     TextSelectorConfig,
@@ -37,6 +43,8 @@ from .const import (
     CONF_CLIENT_ID,
     CONF_FUNCTION_TIMEOUT,
     CONF_IDLE_TIMEOUT,
+    CONF_MEDIA_PLAYER,
+    CONF_VOICE,
     CONF_WORKSPACE_KEY,
     CONNECT_TIMEOUT,
     DEFAULT_BASE_URL,
@@ -61,6 +69,7 @@ from .realtime import (
     RealtimeConnection,
     validate_base_url,
 )
+from .runtime import ItanniXConfigEntry
 from .secret_store import generate_secret, get_secret_store
 
 LLM_API_NONE = "none"
@@ -150,6 +159,31 @@ def _form_schema(fields: dict[Any, Any]) -> Any:
     return vol.Schema(fields)
 
 
+async def _async_voice_selector(
+    entry: ItanniXConfigEntry, current: str | None
+) -> Selector[Any]:
+    """A pick list of the workspace's voices; free text when they cannot be listed."""
+    if entry.state is not ConfigEntryState.LOADED:
+        # Not set up (service down, reauth pending): there is no client to ask.
+        return TextSelector()
+    try:
+        voices = await entry.runtime_data.client.list_voices()
+    except ItanniXError as err:
+        LOGGER.debug("Could not list the ItanniX voices: %s", err)
+        return TextSelector()
+    options = [
+        SelectOptionDict(value=voice.voice_id, label=voice.name) for voice in voices
+    ]
+    if current and all(option["value"] != current for option in options):
+        # A voice gone from the workspace stays selectable instead of failing the form.
+        options.append(SelectOptionDict(value=current, label=current))
+    if not options:
+        return TextSelector()
+    return SelectSelector(
+        SelectSelectorConfig(options=options, mode=SelectSelectorMode.DROPDOWN)
+    )
+
+
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
@@ -182,8 +216,9 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
                 CONF_WORKSPACE_KEY: user_input[CONF_WORKSPACE_KEY].strip(),
             }
             client_id = data[CONF_CLIENT_ID]
-            await self.async_set_unique_id(client_id)
-            self._abort_if_unique_id_configured()
+            if client_id:
+                await self.async_set_unique_id(client_id)
+                self._abort_if_unique_id_configured()
             if not client_id:
                 errors[CONF_CLIENT_ID] = "client_id_empty"
             elif not _is_uuid(client_id) and self._accepted_non_uuid != client_id:
@@ -315,7 +350,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class ItanniXOptionsFlow(OptionsFlowWithReload):
-    """Assistant, Home Assistant control and session lifetime."""
+    """Assistant, Home Assistant control, voice and session lifetime."""
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
@@ -338,6 +373,7 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
             SelectOptionDict(value=api.id, label=api.name)
             for api in llm.async_get_apis(self.hass)
         )
+        voice = await _async_voice_selector(self.config_entry, options.get(CONF_VOICE))
         schema = _form_schema(
             {
                 vol.Optional(
@@ -352,6 +388,14 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
                     CONF_PROMPT,
                     description={"suggested_value": options.get(CONF_PROMPT)},
                 ): TemplateSelector(),
+                vol.Optional(
+                    CONF_VOICE,
+                    description={"suggested_value": options.get(CONF_VOICE)},
+                ): voice,
+                vol.Optional(
+                    CONF_MEDIA_PLAYER,
+                    description={"suggested_value": options.get(CONF_MEDIA_PLAYER)},
+                ): EntitySelector(EntitySelectorConfig(domain=MEDIA_PLAYER_DOMAIN)),
                 vol.Optional(
                     CONF_IDLE_TIMEOUT,
                     default=options.get(CONF_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT),

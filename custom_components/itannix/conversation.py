@@ -42,7 +42,8 @@ def _failure(err: BaseException) -> HomeAssistantError:
     if isinstance(err, AuthenticationError):
         key, placeholders = "auth_failed", {"hint": err.hint or err.message}
     elif isinstance(err, RateLimitedError):
-        key, placeholders = "rate_limited", {}
+        wait = f"{err.retry_after:.0f} s" if err.retry_after else "a minute"
+        key, placeholders = "rate_limited", {"wait": wait}
     elif isinstance(err, CannotConnectError):
         key, placeholders = "cannot_connect", {"error": err.message}
     elif isinstance(err, TimeoutError):

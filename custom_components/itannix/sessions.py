@@ -45,6 +45,8 @@ class LiveSession:
         self.turns = 0
         # Whether the conversation's earlier messages were given to this session.
         self.history_replayed = False
+        # Whether Home Assistant's system prompt was given to this session.
+        self.prompt_sent = False
         self._cancel_idle: CALLBACK_TYPE | None = None
 
     async def handle_call(self, call: FunctionCall) -> str:

@@ -278,8 +278,9 @@ async def _llm_api(
 
     The service answers as soon as speech ends, so the tools must be installed by then.
     """
+    extra = entry.options.get(CONF_PROMPT) or ""
     if not (api_id := entry.options.get(CONF_LLM_HASS_API)):
-        return None, ""
+        return None, extra
     try:
         api = await llm.async_get_api(
             hass,
@@ -294,11 +295,8 @@ async def _llm_api(
         )
     except HomeAssistantError as err:
         LOGGER.warning("LLM API %s is not available: %s", api_id, err)
-        return None, ""
-    prompt = "\n".join(
-        part for part in (entry.options.get(CONF_PROMPT), api.api_prompt) if part
-    )
-    return api, prompt
+        return None, extra
+    return api, "\n".join(part for part in (extra, api.api_prompt) if part)
 
 
 async def async_listen(

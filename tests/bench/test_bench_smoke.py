@@ -16,14 +16,22 @@ METRICS = (
     "full-duplex audio CPU (% of one core)",
     "idle open session CPU (% of one core)",
 )
+VOICE_METRICS = (
+    "end of speech -> STT result, median (ms)",
+    "end of speech -> STT result, p90 (ms)",
+    "reply audio -> TTS bytes, median (ms)",
+    "reply audio -> TTS bytes, p90 (ms)",
+    "reply audio -> TTS bytes via ffmpeg, median (ms)",
+    "reply audio -> TTS bytes via ffmpeg, p90 (ms)",
+)
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 
 
-def _run_quick_bench() -> str:
+def _run_quick_bench(module: str = "benchmarks.realtime") -> str:
     # Its own process group: on any failure the bench and its helper processes (the
-    # emulator, the bare answerer) go down together.
+    # emulator, the bare answerer, the voice bench's Home Assistant) go down together.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.realtime", "--quick"],
+        [sys.executable, "-m", module, "--quick"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -40,13 +48,17 @@ def _run_quick_bench() -> str:
     return out
 
 
-def test_quick_bench_prints_the_table() -> None:
-    out = _run_quick_bench()
-    rows = {
+def _rows(out: str) -> dict[str, list[str]]:
+    return {
         cells[0]: cells[1:]
         for line in out.splitlines()
         if len(cells := [c.strip() for c in line.split("|")]) == 4
     }
+
+
+def test_quick_bench_prints_the_table() -> None:
+    out = _run_quick_bench()
+    rows = _rows(out)
     assert rows.get("metric") == ["ours", "baseline", "ratio"], out
     for metric in METRICS:
         assert metric in rows, out
@@ -56,3 +68,20 @@ def test_quick_bench_prints_the_table() -> None:
         assert _NUMBER.fullmatch(ratio), (metric, ratio)
     assert re.search(r"wall window \d+(\.\d+)? s", out), out
     assert re.search(r"N = \d+ set-up runs", out), out
+
+
+def test_quick_voice_bench_prints_the_table() -> None:
+    """Spoken turns through Home Assistant and the bare library give latency figures."""
+    out = _run_quick_bench("benchmarks.voice")
+    rows = _rows(out)
+    assert rows.get("metric") == ["ours", "baseline", "ratio"], out
+    for metric in VOICE_METRICS:
+        assert metric in rows, out
+        ours, baseline, ratio = rows[metric]
+        assert _NUMBER.fullmatch(ours), (metric, ours)
+        assert _NUMBER.fullmatch(baseline), (metric, baseline)
+        assert _NUMBER.fullmatch(ratio), (metric, ratio)
+        # Nothing reaches a listener before the service has sent it.
+        assert float(ours) > 0, (metric, ours)
+        assert float(baseline) > 0, (metric, baseline)
+    assert re.search(r"N = 2 spoken turns per side", out), out

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from aiortc import (
@@ -103,6 +104,8 @@ class EmulatedSession:
         self.modalities = list(modalities)
         self.received_events: list[dict[str, Any]] = []
         self.sent_events: list[dict[str, Any]] = []
+        # time.monotonic() of each sent event, for latency benchmarks in this process.
+        self.sent_times: list[float] = []
         self.function_outputs: dict[str, str] = {}
         self.input_transcription_enabled = False
         self.speech_started_count = 0
@@ -255,6 +258,7 @@ class EmulatedSession:
         event = {"event_id": _new_id("event"), **event}
         channel.send(json.dumps(event))
         self.sent_events.append(event)
+        self.sent_times.append(time.monotonic())
         return True
 
     def _send_error(

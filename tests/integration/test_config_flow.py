@@ -16,6 +16,7 @@ from homeassistant.config_entries import (
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers.selector import SelectSelector, TextSelector
 import pytest
 
 from custom_components.itannix.const import (
@@ -23,6 +24,7 @@ from custom_components.itannix.const import (
     CONF_BASE_URL,
     CONF_CLIENT_ID,
     CONF_IDLE_TIMEOUT,
+    CONF_VOICE,
     CONF_WORKSPACE_KEY,
     DEFAULT_BASE_URL,
     DOMAIN,
@@ -277,6 +279,30 @@ async def test_reauth_enrolls_new_secret_after_dashboard_reset(
     assert config_entry.state is ConfigEntryState.LOADED
 
 
+async def test_reauth_with_a_server_url_no_longer_allowed(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """A stored URL the client now refuses is named, and nothing is sent anywhere."""
+    good = dict(config_entry.data)
+    hass.config_entries.async_update_entry(
+        config_entry, data={**good, CONF_BASE_URL: "http://192.0.2.1"}
+    )
+    await hass.config_entries.async_reload(config_entry.entry_id)
+    # Retrying would not help: the entry fails until it is reconfigured.
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+    asked = len(emulator.requests)
+    config_entry.async_start_reauth(hass)
+    await hass.async_block_till_done()
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {})
+    assert result["errors"] == {"base": "invalid_url"}
+    assert len(emulator.requests) == asked
+
+    hass.config_entries.async_update_entry(config_entry, data=good)
+    await hass.config_entries.async_reload(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.LOADED
+
+
 async def _reconfigure(hass: HomeAssistant, entry: ConfigEntry) -> dict[str, Any]:
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
@@ -363,6 +389,86 @@ async def test_options(
         {CONF_ASSISTANT_ID: "", CONF_LLM_HASS_API: "none", CONF_IDLE_TIMEOUT: 300},
     )
     assert config_entry.options == {CONF_IDLE_TIMEOUT: 300}
+
+
+async def test_options_voice_is_picked_from_the_workspace(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """The voice is a pick list of the workspace's voices; the choice is saved."""
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    selector = result["data_schema"].schema[CONF_VOICE]
+    assert isinstance(selector, SelectSelector)
+    assert selector.config["options"] == [
+        {"value": "v_alloy", "label": "Alloy"},
+        {"value": "v_echo", "label": "Echo"},
+        {"value": "v_my_voice", "label": "My Voice"},
+    ]
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_VOICE: "v_echo", CONF_IDLE_TIMEOUT: 300}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert config_entry.options[CONF_VOICE] == "v_echo"
+    await hass.async_block_till_done()
+
+    # A voice since removed from the workspace stays in the list, so the form
+    # still submits as it is.
+    hass.config_entries.async_update_entry(
+        config_entry, options={CONF_VOICE: "v_retired"}
+    )
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    options = result["data_schema"].schema[CONF_VOICE].config["options"]
+    assert options[-1] == {"value": "v_retired", "label": "v_retired"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_VOICE: "v_retired", CONF_IDLE_TIMEOUT: 300}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+@pytest.mark.parametrize(
+    ("status", "body"), [(503, None), (200, {"voices": []})], ids=["down", "none"]
+)
+async def test_options_voice_falls_back_to_free_text(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    status: int,
+    body: dict[str, Any] | None,
+) -> None:
+    """Without a voice list the form still opens, with a text field for the voice."""
+    emulator.faults.status["voices"] = status
+    if body is not None:
+        emulator.faults.body["voices"] = body
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    assert result["type"] is FlowResultType.FORM
+    assert isinstance(result["data_schema"].schema[CONF_VOICE], TextSelector)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_VOICE: "v_echo", CONF_IDLE_TIMEOUT: 300}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert config_entry.options[CONF_VOICE] == "v_echo"
+    await hass.async_block_till_done()
+
+
+async def test_options_of_an_entry_that_is_not_set_up(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """With the service down at start-up, the options still open and save."""
+    emulator.faults.status["sessions"] = 503
+    await hass.config_entries.async_reload(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_RETRY
+    asked = len(emulator.requests)
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    assert isinstance(result["data_schema"].schema[CONF_VOICE], TextSelector)
+    assert len(emulator.requests) == asked, "nothing to ask without a client"
+
+    emulator.faults.status.clear()
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_VOICE: "v_echo", CONF_IDLE_TIMEOUT: 300}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert config_entry.options[CONF_VOICE] == "v_echo"
+    assert config_entry.state is ConfigEntryState.LOADED
 
 
 async def test_second_client_is_a_second_entry(

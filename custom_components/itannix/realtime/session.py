@@ -439,7 +439,15 @@ class RealtimeSession:
     async def cancel_turn(self, turn: _Turn | None = None) -> None:
         """Cut the current (or given) turn short: stop the reply and its voice."""
         turn = turn or self._turn
-        if turn is None or turn.done:
+        if turn is None:
+            return
+        if turn.done:
+            # Generated, but maybe still playing: the voice stops all the same.
+            if isinstance(turn, AudioTurn) and self._speaking:
+                with contextlib.suppress(CannotConnectError):
+                    await self._send(None, {"type": OUTPUT_AUDIO_BUFFER_CLEAR})
+                self._speaking = False
+                turn.end_audio()
             return
         turn.cancelled = True
         self._stale.extend(turn.response_ids)
