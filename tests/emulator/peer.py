@@ -41,6 +41,12 @@ DEFAULT_MODALITIES = ["text", "audio"]
 _ARGUMENT_CHUNK = 8
 
 
+# How long generating a spoken reply takes, as a share of its playing time (capped):
+# the service streams audio in real time but produces it faster.
+GENERATION_SHARE = 0.3
+MAX_GENERATION_SECONDS = 1.5
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
@@ -711,8 +717,16 @@ class EmulatedSession:
                 {"type": name, **where, "content_index": 0, "delta": delta}, i == 0
             )
             await asyncio.sleep(0)
+        # Like the service, generation outpaces playback: the response is done while
+        # its voice still plays; output_audio_buffer.stopped tells when that ends.
         # Shielded: a cancelled response leaves its audio playing until cleared.
-        completed = await asyncio.shield(playback.done)
+        try:
+            completed = await asyncio.wait_for(
+                asyncio.shield(playback.done),
+                min(playback.duration * GENERATION_SHARE, MAX_GENERATION_SECONDS),
+            )
+        except TimeoutError:
+            completed = True
         self._send(
             {
                 "type": self._name("response.audio.done", "response.output_audio.done"),
