@@ -123,7 +123,9 @@ async def duplex_ours(
     client: ItanniXClient, mic_pcm: bytes, settle: float, seconds: float
 ) -> DuplexSample:
     """Our session mid-turn: microphone fed at real time while the reply plays."""
-    session = await RealtimeSession.open(client)
+    # The reply is generated before it has played: keep the microphone on after the
+    # response is done, so the whole window is full duplex.
+    session = await RealtimeSession.open(client, detach_idle_microphone=False)
     connection = session.connection
     feeder = RealTimeFeeder(mic_pcm, session.feed_audio)
     watch = _ReplyWatch()
