@@ -33,6 +33,7 @@ from custom_components.itannix.secret_store import get_secret_store
 from tests.emulator import Emulator
 
 from .conftest import CLIENT_ID, user_input
+from .helpers import enroll_elsewhere
 
 
 async def _start(hass: HomeAssistant) -> str:
@@ -154,7 +155,7 @@ async def test_client_already_enrolled_elsewhere(
     hass: HomeAssistant, emulator: Emulator
 ) -> None:
     """A Client ID enrolled with another secret explains the dashboard reset."""
-    await _enroll_elsewhere(emulator)
+    await enroll_elsewhere(emulator)
     flow_id = await _start(hass)
     result = await hass.config_entries.flow.async_configure(
         flow_id, user_input(emulator)
@@ -234,23 +235,6 @@ async def test_unexpected_exception_is_unknown(
     assert result["errors"] == {"base": "unknown"}
 
 
-async def _enroll_elsewhere(emulator: Emulator) -> None:
-    """Another device enrolls CLIENT_ID with its own secret."""
-    from aiohttp import ClientSession
-
-    async with ClientSession() as session:
-        response = await session.post(
-            f"{emulator.url}/v1/realtime/sessions",
-            json={"modalities": ["text"]},
-            headers={
-                "X-Workspace-Key": "wk-test",
-                "X-Client-Id": CLIENT_ID,
-                "X-Client-Secret": "another-device-secret-0123456789abcdef",
-            },
-        )
-        assert response.status == 200
-
-
 async def test_reauth_enrolls_new_secret_after_dashboard_reset(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
@@ -258,7 +242,7 @@ async def test_reauth_enrolls_new_secret_after_dashboard_reset(
     old_secret = await get_secret_store(hass).async_get(CLIENT_ID)
     # The secret is reset in the dashboard and another device takes the Client ID.
     emulator.reset_enrollment(CLIENT_ID)
-    await _enroll_elsewhere(emulator)
+    await enroll_elsewhere(emulator)
     await hass.config_entries.async_reload(config_entry.entry_id)
     assert config_entry.state is ConfigEntryState.SETUP_ERROR
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 from unittest.mock import patch
 
-from aiohttp import ClientSession
 from homeassistant.components import conversation
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.config_entries import ConfigEntry
@@ -23,6 +21,7 @@ from custom_components.itannix.const import CONF_IDLE_TIMEOUT, DOMAIN
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 
 from .conftest import CLIENT_ID
+from .helpers import enroll_elsewhere, template_light, until
 
 AGENT = "conversation.itannix_assistant"
 
@@ -52,13 +51,6 @@ def _user_texts(session: EmulatedSession) -> list[str]:
         and event["item"].get("role") == "user"
         for part in event["item"]["content"]
     ]
-
-
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    """Wait (bounded) for something the other peer does in its own time."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def test_agent_entity(hass: HomeAssistant, config_entry: ConfigEntry) -> None:
@@ -116,7 +108,7 @@ async def test_idle_session_closes_and_reopens(
     result = await _say(hass, "Hello")
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))
     await hass.async_block_till_done()
-    await _until(lambda: _peers(emulator)[0].closed)
+    await until(lambda: _peers(emulator)[0].closed)
 
     await _say(hass, "Still there?", result.conversation_id)
     assert len(_peers(emulator)) == 2
@@ -153,26 +145,7 @@ async def test_llm_tool_call_turns_on_a_light(
     assert await async_setup_component(
         hass,
         "template",
-        {
-            "template": [
-                {
-                    "light": [
-                        {
-                            "name": "Kitchen light",
-                            "state": "{{ is_state('input_boolean.kitchen', 'on') }}",
-                            "turn_on": {
-                                "action": "input_boolean.turn_on",
-                                "target": {"entity_id": "input_boolean.kitchen"},
-                            },
-                            "turn_off": {
-                                "action": "input_boolean.turn_off",
-                                "target": {"entity_id": "input_boolean.kitchen"},
-                            },
-                        }
-                    ]
-                }
-            ]
-        },
+        {"template": [{"light": [template_light("Kitchen light", "kitchen")]}]},
     )
     await hass.async_block_till_done()
     async_expose_entity(hass, "conversation", "light.kitchen_light", True)
@@ -224,26 +197,12 @@ async def test_llm_tool_call_turns_on_a_light(
     assert list(session.function_outputs) == ["call_light"]
 
 
-async def _enroll_elsewhere(emulator: Emulator) -> None:
-    async with ClientSession() as session:
-        response = await session.post(
-            f"{emulator.url}/v1/realtime/sessions",
-            json={"modalities": ["text"]},
-            headers={
-                "X-Workspace-Key": "wk-test",
-                "X-Client-Id": CLIENT_ID,
-                "X-Client-Secret": "another-device-secret-0123456789abcdef",
-            },
-        )
-        assert response.status == 200
-
-
 async def test_revoked_secret_reports_and_starts_reauth(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
     """A 401 mid-use is explained in the conversation and a reauth flow starts."""
     emulator.reset_enrollment(CLIENT_ID)
-    await _enroll_elsewhere(emulator)
+    await enroll_elsewhere(emulator)
     result = await _say(hass, "Hello")
     assert result.response.response_type is intent.IntentResponseType.ERROR
     assert "rejected this client's credentials" in _speech(result)
@@ -303,4 +262,4 @@ async def test_unload_closes_sessions(
     await _say(hass, "Hello")
     await _say(hass, "Hello too")
     assert await hass.config_entries.async_unload(config_entry.entry_id)
-    await _until(lambda: all(s.closed for s in _peers(emulator)))
+    await until(lambda: all(s.closed for s in _peers(emulator)))

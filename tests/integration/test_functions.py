@@ -36,6 +36,8 @@ from custom_components.itannix.const import (
 )
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 
+from .helpers import template_light, until
+
 AGENT = "conversation.itannix_assistant"
 PASSED_ON = "passed on to Home Assistant"
 REPO_ROOT = Path(__file__).parents[2]
@@ -67,13 +69,6 @@ def _outputs(session: EmulatedSession) -> dict[str, list[str]]:
         ):
             outputs[item["call_id"]].append(item["output"])
     return dict(outputs)
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    """Wait (bounded) for something that happens in its own time."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 def _call_turn(text: str, *calls: FunctionCallSpec, after: str) -> Turn:
@@ -113,20 +108,7 @@ async def _setup_home(hass: HomeAssistant) -> None:
                             "unit_of_measurement": "°C",
                         }
                     ],
-                    "light": [
-                        {
-                            "name": "Living room light",
-                            "state": "{{ is_state('input_boolean.living_room', 'on') }}",
-                            "turn_on": {
-                                "action": "input_boolean.turn_on",
-                                "target": {"entity_id": "input_boolean.living_room"},
-                            },
-                            "turn_off": {
-                                "action": "input_boolean.turn_off",
-                                "target": {"entity_id": "input_boolean.living_room"},
-                            },
-                        }
-                    ],
+                    "light": [template_light("Living room light", "living_room")],
                 }
             ]
         },
@@ -566,7 +548,7 @@ async def test_second_answer_to_one_call_is_refused(
 
     outputs = _outputs(_session(emulator))
     assert outputs["call_c"] == ['{"n": 1}']
-    await _until(lambda: "call_c is waiting for an answer" in caplog.text)
+    await until(lambda: "call_c is waiting for an answer" in caplog.text)
 
 
 async def _start_waiting_call(
@@ -582,7 +564,7 @@ async def _start_waiting_call(
         )
     )
     turn = hass.async_create_task(_say(hass, "Wait for it"))
-    await _until(lambda: len(events) == 1)
+    await until(lambda: len(events) == 1)
     return turn, events[0].data["conversation_id"]
 
 
@@ -590,7 +572,7 @@ async def _assert_nothing_waits(
     hass: HomeAssistant, emulator: Emulator, entry: ConfigEntry
 ) -> None:
     session = _session(emulator)
-    await _until(lambda: session.closed)
+    await until(lambda: session.closed)
     assert _outputs(session) == {}
     with pytest.raises(ServiceValidationError):
         await hass.services.async_call(

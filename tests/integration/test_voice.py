@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from homeassistant.components import assist_pipeline
@@ -27,6 +26,7 @@ from tests.audio import decode_pcm16k, rms, silence, similarity, speak
 from tests.emulator import EmulatedSession, Emulator, Turn
 from tests.emulator.voice import Synthesizer
 
+from .helpers import until
 from .satellite import RecordingPlayer, VoiceSatellite, async_setup_satellites
 
 AGENT = "conversation.itannix_assistant"
@@ -205,7 +205,7 @@ async def test_other_agent_cancels_the_unused_reply(
     await satellite.talk(utterance("What time is it?", tmp_path))
     assert satellite.heard() == "what time is it"
     (session,) = voice_sessions(emulator)
-    await _until(
+    await until(
         lambda: any(e["type"] == "response.cancel" for e in session.received_events)
     )
 
@@ -219,13 +219,13 @@ async def test_abandoned_turn_leaves_nothing_behind(
     """A pipeline cancelled mid-sentence: nothing is answered, the next turn works."""
     speech = utterance("Turn on the kitchen light.", tmp_path)
     talking = hass.async_create_task(kitchen.talk(speech))
-    await _until(lambda: bool(voice_sessions(emulator)))
+    await until(lambda: bool(voice_sessions(emulator)))
     talking.cancel()
     await asyncio.gather(talking, return_exceptions=True)
     assert talking.cancelled()
     (abandoned,) = voice_sessions(emulator)
     # What the service had heard is dropped, so it never becomes an utterance.
-    await _until(
+    await until(
         lambda: any(
             e["type"] == "input_audio_buffer.clear" for e in abandoned.received_events
         )
@@ -265,7 +265,7 @@ async def test_new_wake_interrupts_the_assistant(
         ]
         return len(started) == 2
 
-    await _until(speaking)
+    await until(speaking)
     # The user talks over the story: the satellite starts a new pipeline.
     await kitchen.talk(utterance("Stop.", tmp_path))
     await asyncio.gather(story, return_exceptions=True)
@@ -325,12 +325,6 @@ async def test_other_text_uses_the_voice_chosen_in_the_options(
     )
 
 
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-
-
 async def _choose_player(hass: HomeAssistant, entry: ConfigEntry, player: str) -> None:
     result = await hass.config_entries.options.async_init(entry.entry_id)
     await hass.config_entries.options.async_configure(
@@ -360,7 +354,7 @@ async def test_replies_play_on_the_chosen_media_player(
 
     await satellite.talk(utterance("What is the weather?", tmp_path))
 
-    await _until(lambda: bool(speaker.played))
+    await until(lambda: bool(speaker.played))
     ((url, options),) = speaker.played
     assert options.get("announce") is True
     parsed = URL(url)

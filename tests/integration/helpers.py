@@ -1,0 +1,52 @@
+"""Helpers the integration tests share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import ClientSession
+
+from tests.conftest import WORKSPACE_KEY
+from tests.emulator import Emulator
+
+from .conftest import CLIENT_ID
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Wait, bounded, for something the other side does in its own time."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def enroll_elsewhere(emulator: Emulator) -> None:
+    """Another device enrolls CLIENT_ID with a secret of its own."""
+    async with ClientSession() as session:
+        response = await session.post(
+            f"{emulator.url}/v1/realtime/sessions",
+            json={"modalities": ["text"]},
+            headers={
+                "X-Workspace-Key": WORKSPACE_KEY,
+                "X-Client-Id": CLIENT_ID,
+                "X-Client-Secret": "another-device-secret-0123456789abcdef",
+            },
+        )
+        assert response.status == 200
+
+
+def template_light(name: str, switch: str) -> dict[str, Any]:
+    """A real light (a template light over an input_boolean) for the template config."""
+    return {
+        "name": name,
+        "state": f"{{{{ is_state('input_boolean.{switch}', 'on') }}}}",
+        "turn_on": {
+            "action": "input_boolean.turn_on",
+            "target": {"entity_id": f"input_boolean.{switch}"},
+        },
+        "turn_off": {
+            "action": "input_boolean.turn_off",
+            "target": {"entity_id": f"input_boolean.{switch}"},
+        },
+    }
