@@ -8,6 +8,10 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# CI may run with a minimal environment: no HOME, no sbin directories on PATH.
+HOME="${HOME:-$(getent passwd "$(id -un)" | cut -d: -f6)}"
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+export HOME PATH
 CACHE_DIR="${ITANNIX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/itannix-dev}"
 LANES=(oldest latest)
 
