@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import Entity
 
 from .const import DOMAIN
 from .runtime import ItanniXConfigEntry
+
+
+def _unique_id(entry: ItanniXConfigEntry, key: str) -> str:
+    return f"{entry.entry_id}_{key}"
+
+
+def async_entity_id(
+    hass: HomeAssistant, entry: ItanniXConfigEntry, platform: Platform, key: str
+) -> str | None:
+    """The entity ID of one of the entry's entities (``key`` as in its constructor)."""
+    return er.async_get(hass).async_get_entity_id(
+        platform, DOMAIN, _unique_id(entry, key)
+    )
 
 
 class ItanniXEntity(Entity):
@@ -18,7 +34,7 @@ class ItanniXEntity(Entity):
     def __init__(self, entry: ItanniXConfigEntry, key: str) -> None:
         """Attach the entity to the entry's device."""
         self.entry = entry
-        self._attr_unique_id = f"{entry.entry_id}_{key}"
+        self._attr_unique_id = _unique_id(entry, key)
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, entry.entry_id)},
             name=entry.title,

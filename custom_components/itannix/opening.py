@@ -16,10 +16,10 @@ from homeassistant.components.assist_satellite import AssistSatelliteEntityFeatu
 from homeassistant.const import ATTR_ENTITY_ID, ATTR_SUPPORTED_FEATURES, Platform
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import entity_registry as er
 from homeassistant.util.ulid import ulid_now
 
 from .const import DOMAIN
+from .entity import async_entity_id
 from .playback import async_play
 from .realtime import ItanniXError
 from .runtime import ItanniXConfigEntry
@@ -64,10 +64,16 @@ async def _async_opening_line(entry: ItanniXConfigEntry) -> str:
         await sessions.async_close(key)
 
 
-def _tts_entity(hass: HomeAssistant, entry: ItanniXConfigEntry) -> str | None:
-    return er.async_get(hass).async_get_entity_id(
-        Platform.TTS, DOMAIN, f"{entry.entry_id}_tts"
-    )
+def _satellite_action(features: int) -> tuple[str, str] | None:
+    """The satellite action that speaks the line, and the field that carries it.
+
+    Starting a conversation (speak, then listen) is preferred to only announcing.
+    """
+    if features & AssistSatelliteEntityFeature.START_CONVERSATION:
+        return "start_conversation", "start_message"
+    if features & AssistSatelliteEntityFeature.ANNOUNCE:
+        return "announce", "message"
+    return None
 
 
 async def async_start_conversation(call: ServiceCall) -> None:
@@ -80,26 +86,19 @@ async def async_start_conversation(call: ServiceCall) -> None:
         features: int = state.attributes.get(ATTR_SUPPORTED_FEATURES, 0) if state else 0
         domain = entity_id.partition(".")[0]
         if domain == SATELLITE_DOMAIN and (
-            features & AssistSatelliteEntityFeature.START_CONVERSATION
+            satellite_action := _satellite_action(features)
         ):
+            action, field = satellite_action
             await hass.services.async_call(
                 SATELLITE_DOMAIN,
-                "start_conversation",
-                {ATTR_ENTITY_ID: entity_id, "start_message": message},
+                action,
+                {ATTR_ENTITY_ID: entity_id, field: message},
                 blocking=True,
                 context=call.context,
             )
-        elif domain == SATELLITE_DOMAIN and (
-            features & AssistSatelliteEntityFeature.ANNOUNCE
+        elif domain == "media_player" and (
+            engine := async_entity_id(hass, entry, Platform.TTS, "tts")
         ):
-            await hass.services.async_call(
-                SATELLITE_DOMAIN,
-                "announce",
-                {ATTR_ENTITY_ID: entity_id, "message": message},
-                blocking=True,
-                context=call.context,
-            )
-        elif domain == "media_player" and (engine := _tts_entity(hass, entry)):
             # As tts.speak does: the player resolves the media source itself.
             await async_play(
                 hass,

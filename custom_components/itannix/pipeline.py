@@ -5,27 +5,19 @@ from __future__ import annotations
 from homeassistant.components import assist_pipeline
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import entity_registry as er
 
-from .const import DOMAIN, LOGGER
+from .const import LOGGER
+from .entity import async_entity_id
 from .runtime import ItanniXConfigEntry
 
 PIPELINE_NAME = "ItanniX"
 
 
-def _entity_id(
-    hass: HomeAssistant, entry: ItanniXConfigEntry, platform: Platform, key: str
-) -> str | None:
-    return er.async_get(hass).async_get_entity_id(
-        platform, DOMAIN, f"{entry.entry_id}_{key}"
-    )
-
-
 async def async_ensure_pipeline(hass: HomeAssistant, entry: ItanniXConfigEntry) -> None:
     """Create the "ItanniX" pipeline unless one already uses this assistant."""
-    agent = _entity_id(hass, entry, Platform.CONVERSATION, "conversation")
-    stt_id = _entity_id(hass, entry, Platform.STT, "stt")
-    tts_id = _entity_id(hass, entry, Platform.TTS, "tts")
+    agent = async_entity_id(hass, entry, Platform.CONVERSATION, "conversation")
+    stt_id = async_entity_id(hass, entry, Platform.STT, "stt")
+    tts_id = async_entity_id(hass, entry, Platform.TTS, "tts")
     if agent is None or stt_id is None or tts_id is None:
         return
     if any(
