@@ -13,7 +13,7 @@ from custom_components.itannix.realtime import (
 )
 from custom_components.itannix.realtime.client import (
     _parse_error_body,
-    _parse_retry_after,
+    parse_retry_after,
 )
 
 SECRET = "s" * 40
@@ -102,9 +102,33 @@ def test_error_bodies(body: str, expected: tuple[str | None, ...]) -> None:
 
 
 def test_retry_after_forms() -> None:
-    assert _parse_retry_after("7") == 7.0
-    assert _parse_retry_after("1.5") == 1.5
-    assert _parse_retry_after(None) is None
-    assert _parse_retry_after("soon") is None
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("1.5") == 1.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
     # An HTTP date in the past means "now".
-    assert _parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "inf",
+        "-inf",
+        "nan",
+        "1e400",
+        "99999999999999999999",
+        "3601",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "Mon, 01 Jan 2124 00:00:00 GMT",
+        "Wed, 99 Foo 2015 07:28:00 GMT",
+    ],
+)
+def test_retry_after_not_believed(value: str) -> None:
+    """Absurd waits are not passed on to the user ("try again in inf s")."""
+    assert parse_retry_after(value) is None
+
+
+def test_retry_after_bounded_values() -> None:
+    assert parse_retry_after("3600") == 3600.0
+    assert parse_retry_after("-5") == 0.0

@@ -129,6 +129,7 @@ class MicrophoneTrack(MediaStreamTrack):
 
     aiortc pulls frames as fast as ``recv()`` returns them, so ``recv()`` paces itself
     to the wall clock, 20 ms per frame, and sends silence when nothing was fed.
+    While paused, ``recv()`` waits: the sender sends nothing and wakes nobody.
     """
 
     kind = "audio"
@@ -154,9 +155,29 @@ class MicrophoneTrack(MediaStreamTrack):
         self._sent_since_start = 0
         self._pts = 0
         self._silence = bytes(OUTBOUND_FRAME_SAMPLES * SAMPLE_WIDTH)
+        self._running = asyncio.Event()
+        self._running.set()
         self.frames_sent = 0
         self.voiced_frames_sent = 0
         self.dropped_frames = 0
+
+    @property
+    def paused(self) -> bool:
+        """Whether ``recv()`` holds frames back (an idle session)."""
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        """Send nothing until ``resume()``."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Send again, paced from now."""
+        self._running.set()
+
+    def stop(self) -> None:
+        """End the track (a paused ``recv()`` wakes up and ends too)."""
+        super().stop()
+        self._running.set()
 
     @property
     def buffered_seconds(self) -> float:
@@ -196,6 +217,10 @@ class MicrophoneTrack(MediaStreamTrack):
         """Return the next 20 ms frame at its wall-clock time."""
         if self.readyState != "live":
             raise MediaStreamError
+        if not self._running.is_set():
+            await self._running.wait()
+            if self.readyState != "live":
+                raise MediaStreamError
         now = self._clock()
         if self._start is None or now - self._due() > MAX_LAG_SECONDS:
             self._start = now

@@ -7,6 +7,7 @@ from email.utils import parsedate_to_datetime
 import ipaddress
 import json
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,8 +22,11 @@ from .errors import (
     ItanniXError,
     ProtocolError,
     RateLimitedError,
+    RedirectError,
     ServerError,
 )
+from .ice import IceServerHealth
+from .logs import OnceLogger
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -35,6 +39,15 @@ MAX_TTS_CHARS: Final = 15_000
 # Error bodies are shown to users: keep them readable, and never read a huge page whole.
 _MAX_ERROR_TEXT: Final = 300
 _REDACTED: Final = "**REDACTED**"
+# What we read of an answer: SDP and JSON answers are a few kB; audio is bounded too.
+_MAX_BODY: Final = 1 << 20
+_MAX_AUDIO: Final = 64 << 20
+_READ_CHUNK: Final = 64 << 10
+# A signed audio URL may redirect to storage; a few hops, each checked, then no more.
+_MAX_AUDIO_REDIRECTS: Final = 3
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+# A Retry-After beyond this, or not a finite number, is not believed.
+MAX_RETRY_AFTER: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +180,11 @@ class ItanniXClient:
         self._assistant_id = assistant_id
         self._app_source = app_source
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # Problems the service repeats with every session (an unusable ICE server)
+        # are logged once per client.
+        self.log_once = OnceLogger(_LOGGER)
+        # STUN/TURN servers that did not answer, left out of later set-ups a while.
+        self.ice_health = IceServerHealth()
 
     def __repr__(self) -> str:
         """Return a representation without the secrets."""
@@ -265,33 +283,47 @@ class ItanniXClient:
             raise ProtocolError("The text-to-speech answer has no audio URL")
         expires = data.get("expires_in")
         alignment = data.get("alignment")
+        try:
+            audio_url = str(self._base.join(URL(data["audio_url"])))
+        except (TypeError, ValueError):
+            raise ProtocolError(
+                "The text-to-speech answer's audio URL is not valid"
+            ) from None
         return SynthesizedSpeech(
-            audio_url=str(self._base.join(URL(data["audio_url"]))),
+            audio_url=audio_url,
             expires_in=float(expires) if isinstance(expires, int | float) else None,
             alignment=alignment if isinstance(alignment, dict) else None,
         )
 
     async def fetch_audio(self, url: str) -> bytes:
-        """Download audio from a signed URL (the signature authenticates it)."""
+        """Download audio from a signed URL (the signature authenticates it).
+
+        No credentials go with it. Redirects are followed a few hops, each one checked
+        like the URL itself and never from https down to plain http.
+        """
         target = validate_base_url(url)
-        try:
-            async with self._session.get(target, timeout=self._timeout) as resp:
-                if resp.status in (401, 403):
-                    # The URL's signature expired or is wrong: our credentials are
-                    # fine, so this must not look like an authentication failure.
-                    message, _, code = _parse_error_body(await resp.text())
-                    raise BadRequestError(
-                        message or "The audio URL is no longer valid",
-                        status=resp.status,
-                        code=code,
-                    )
-                if resp.status != 200:
-                    await self._raise_for_response(resp.status, await resp.text(), resp)
-                return await resp.read()
-        except ItanniXError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            raise self._connect_error(err) from None
+        for _ in range(_MAX_AUDIO_REDIRECTS + 1):
+            try:
+                async with self._session.get(
+                    target, timeout=self._timeout, allow_redirects=False
+                ) as resp:
+                    if resp.status in _REDIRECTS:
+                        target = _audio_redirect(target, resp.headers.get("Location"))
+                        continue
+                    if resp.status != 200:
+                        body = await _read_text(resp, _MAX_BODY)
+                        # A 401/403 means the URL's signature expired or is wrong:
+                        # our credentials are fine, so it must not look like an
+                        # authentication failure.
+                        raise self._response_error(
+                            resp, body, signed_url=resp.status in (401, 403)
+                        )
+                    return await _read_body(resp, _MAX_AUDIO)
+            except ItanniXError:
+                raise
+            except (TimeoutError, aiohttp.ClientError, OSError) as err:
+                raise self._connect_error(err) from None
+        raise ProtocolError("The audio URL redirects too often")
 
     async def _request(
         self,
@@ -310,12 +342,21 @@ class ItanniXClient:
         if content_type:
             headers["Content-Type"] = content_type
         try:
+            # Never follow a redirect: our credentials would go wherever it says,
+            # over plain http if it says so.
             async with self._session.request(
-                method, url, data=data, headers=headers, timeout=self._timeout
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as resp:
-                body = await resp.text(errors="replace")
+                if 300 <= resp.status < 400:
+                    raise self._redirect_error(url, resp)
+                body = await _read_text(resp, _MAX_BODY)
                 if resp.status not in expected:
-                    await self._raise_for_response(resp.status, body, resp)
+                    raise self._response_error(resp, body)
                 return resp.status, body, resp.headers
         except ItanniXError:
             raise
@@ -325,7 +366,7 @@ class ItanniXClient:
     def _connect_error(self, err: BaseException) -> CannotConnectError:
         if isinstance(err, TimeoutError):
             return CannotConnectError("Timed out waiting for ItanniX")
-        detail = self._redact(str(err)) or type(err).__name__
+        detail = self.redact(str(err)) or type(err).__name__
         return CannotConnectError(f"Cannot reach ItanniX: {detail}")
 
     @staticmethod
@@ -335,8 +376,11 @@ class ItanniXClient:
         except ValueError:
             raise ProtocolError(f"The {what} answer is not valid JSON") from None
 
-    def _redact(self, text: str) -> str:
-        # The service never should echo them; make sure we never pass them on if it does.
+    def redact(self, text: str) -> str:
+        """Return ``text`` without this client's secret or workspace key.
+
+        The service never should echo them; make sure we never pass them on if it does.
+        """
         for secret in (
             self._credentials.client_secret,
             self._credentials.workspace_key,
@@ -345,25 +389,91 @@ class ItanniXClient:
                 text = text.replace(secret, _REDACTED)
         return text
 
-    async def _raise_for_response(
-        self, status: int, body: str, resp: aiohttp.ClientResponse
-    ) -> None:
+    def _redirect_error(self, url: URL, resp: aiohttp.ClientResponse) -> RedirectError:
+        origin = _redirect_origin(url, resp.headers.get("Location"))
+        origin = self.redact(origin) if origin else None
+        _LOGGER.debug("ItanniX answered %s with a redirect to %s", resp.status, origin)
+        where = f" to {origin}" if origin else ""
+        return RedirectError(
+            f"The server answered with a redirect{where}",
+            status=resp.status,
+            location=origin,
+        )
+
+    def _response_error(
+        self, resp: aiohttp.ClientResponse, body: str, *, signed_url: bool = False
+    ) -> ItanniXError:
+        """The typed error for an unexpected answer, scrubbed of our credentials."""
+        status = resp.status
         message, hint, code = _parse_error_body(body)
-        message = self._redact(message or resp.reason or f"HTTP {status}")
-        hint = self._redact(hint) if hint else None
-        kwargs: dict[str, Any] = {"hint": hint, "status": status, "code": code}
+        if signed_url:
+            message = message or "The audio URL is no longer valid"
+        message = self.redact(message or resp.reason or f"HTTP {status}")
+        kwargs: dict[str, Any] = {
+            "hint": self.redact(hint) if hint else None,
+            "status": status,
+            "code": self.redact(code) if code else None,
+        }
         _LOGGER.debug("ItanniX answered %s: %s", status, message)
+        if signed_url:
+            return BadRequestError(message, **kwargs)
         if status in (401, 403):
-            raise AuthenticationError(message, **kwargs)
+            return AuthenticationError(message, **kwargs)
         if status == 429:
-            raise RateLimitedError(
+            return RateLimitedError(
                 message,
-                retry_after=_parse_retry_after(resp.headers.get("Retry-After")),
+                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                 **kwargs,
             )
         if status in (400, 404, 409, 413, 415, 422):
-            raise BadRequestError(message, **kwargs)
-        raise ServerError(message, **kwargs)
+            return BadRequestError(message, **kwargs)
+        return ServerError(message, **kwargs)
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read the body, refusing one larger than ``limit`` bytes."""
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise ProtocolError("The service's answer is too large")
+    return bytes(body)
+
+
+async def _read_text(resp: aiohttp.ClientResponse, limit: int) -> str:
+    """The body as text: SDP and JSON are UTF-8, whatever the headers claim."""
+    return (await _read_body(resp, limit)).decode("utf-8", errors="replace")
+
+
+def _redirect_origin(base: URL, location: str | None) -> str | None:
+    """The origin a ``Location`` header names (relative to ``base``), if readable."""
+    if not location:
+        return None
+    try:
+        target = base.join(URL(location))
+        if target.scheme not in ("http", "https") or not target.host:
+            return None
+        return str(target.origin())[:_MAX_ERROR_TEXT]
+    except (TypeError, ValueError):
+        return None
+
+
+def _audio_redirect(current: URL, location: str | None) -> URL:
+    """Where a signed audio URL's redirect leads, if it is acceptable."""
+    try:
+        target = current.join(URL(location or ""))
+    except (TypeError, ValueError):
+        raise ProtocolError("The audio URL redirected to an invalid address") from None
+    if not location or target == current:
+        raise ProtocolError("The audio URL redirected nowhere")
+    if current.scheme == "https" and target.scheme != "https":
+        raise ProtocolError("The audio URL redirected from https to plain http")
+    try:
+        return validate_base_url(str(target))
+    except InvalidUrlError:
+        raise ProtocolError(
+            "The audio URL redirected to an address not allowed"
+        ) from None
 
 
 def _parse_error_body(body: str) -> tuple[str | None, str | None, str | None]:
@@ -400,16 +510,21 @@ def _parse_error_body(body: str) -> tuple[str | None, str | None, str | None]:
     return _str(message), _str(hint), _str(code)
 
 
-def _parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, or None when not believable.
+
+    Either form (seconds or an HTTP date); anything not finite, or over an hour, is
+    treated as if there were no header.
+    """
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    # The HTTP-date form.
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if not math.isfinite(seconds) or seconds > MAX_RETRY_AFTER:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, seconds)

@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from aiortc import (
     MediaStreamTrack,
     RTCDataChannel,
+    RTCIceServer,
     RTCPeerConnection,
-    RTCRtpSender,
     RTCSessionDescription,
 )
 
 from .audio import MicrophoneTrack, SpeakerSink
 from .errors import CannotConnectError, ItanniXError, ProtocolError
 from .events import SESSION_UPDATE, Event
-from .ice import build_rtc_configuration
+from .guards import bound_gathering, candidate_types, contain_invalid_text
+from .ice import GATHER_TIMEOUT, build_rtc_configuration, select_ice_servers
+from .logs import OnceLogger
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -128,9 +130,16 @@ class RealtimeConnection:
         send_timeout: float = 5.0,
         microphone_rate: int = 16_000,
         speaker_rate: int = 16_000,
+        receive_audio: bool = True,
     ) -> None:
-        """Initialize; nothing happens on the network before ``connect()``."""
+        """Initialize; nothing happens on the network before ``connect()``.
+
+        ``receive_audio=False`` offers the microphone send-only: the service sends no
+        audio back, which a typed conversation does not need and an open session
+        would otherwise receive (and decode) 50 times a second.
+        """
         self._client = client
+        self.receive_audio = receive_audio
         self._channel_label = channel_label
         self._transcription_model = input_transcription_model
         self.modalities: tuple[str, ...] = tuple(modalities)
@@ -141,7 +150,6 @@ class RealtimeConnection:
         self.session_info: SessionInfo | None = None
         self._pc: RTCPeerConnection | None = None
         self._channel: RTCDataChannel | None = None
-        self._sender: RTCRtpSender | None = None
         self._mic_attached = True
         self._open = False
         self._closed = False
@@ -152,6 +160,8 @@ class RealtimeConnection:
         self._close_listeners: list[CloseListener] = []
         self._streams: list[EventStream] = []
         self._shutdown_task: asyncio.Task[None] | None = None
+        # Junk on the data channel: the first of each kind is a warning, the rest debug.
+        self._junk = OnceLogger(_LOGGER)
 
     async def __aenter__(self) -> Self:
         """Connect."""
@@ -205,6 +215,8 @@ class RealtimeConnection:
             async with asyncio.timeout(self._connect_timeout):
                 await self._connect()
         except TimeoutError:
+            # Maybe the network needed a STUN or TURN server left out as silent.
+            self._client.ice_health.reset()
             await self._abort(CannotConnectError("Timed out connecting to ItanniX"))
             raise CannotConnectError("Timed out connecting to ItanniX") from None
         except ItanniXError as err:
@@ -222,18 +234,30 @@ class RealtimeConnection:
         info = await self._client.create_session(self.modalities)
         self.session_info = info
         self._raise_if_closed()
-        pc = RTCPeerConnection(configuration=build_rtc_configuration(info.ice_servers))
+        servers = self._ice_servers(info)
+        pc = RTCPeerConnection(configuration=build_rtc_configuration(servers))
         self._pc = pc
         pc.on("connectionstatechange", self._on_connection_state)
         pc.on("track", self._on_track)
-        self._sender = pc.addTrack(self.microphone)
+        direction = "sendrecv" if self.receive_audio else "sendonly"
+        pc.addTransceiver(self.microphone, direction=direction)
         channel = pc.createDataChannel(self._channel_label, ordered=True)
         self._channel = channel
         channel.on("open", self._on_channel_open)
         channel.on("close", self._on_channel_close)
         channel.on("message", self._on_message)
+        if not contain_invalid_text(pc, self._on_invalid_text):
+            _LOGGER.debug("This aiortc cannot be guarded against invalid text")
+        bound_gathering(pc, GATHER_TIMEOUT)
         # Non-trickle: this completes ICE gathering, so the SDP carries the candidates.
         await pc.setLocalDescription(await pc.createOffer())
+        for url in self._client.ice_health.record(servers, candidate_types(pc)):
+            self._client.log_once.warning(
+                ("ice-silent", url),
+                "ICE server %s gave no candidate within %s s; leaving it out for a while",
+                url,
+                GATHER_TIMEOUT,
+            )
         self._raise_if_closed()
         answer = await self._client.exchange_sdp(pc.localDescription.sdp)
         self._raise_if_closed()
@@ -255,6 +279,15 @@ class RealtimeConnection:
                     },
                 }
             )
+
+    def _ice_servers(self, info: SessionInfo) -> list[RTCIceServer]:
+        """The session's usable ICE servers, minus those known not to answer."""
+        selection = select_ice_servers(info.ice_servers)
+        for url, problem in selection.rejected:
+            self._client.log_once.warning(
+                ("ice-unusable", url), "Ignoring ICE server %s: %s", url, problem
+            )
+        return self._client.ice_health.usable(selection.servers)
 
     def _raise_if_closed(self) -> None:
         if self._closed:
@@ -291,14 +324,41 @@ class RealtimeConnection:
         self._mark_closed(CannotConnectError("The data channel closed"))
 
     def _on_message(self, message: str | bytes) -> None:
+        # Called from aiortc's SCTP receive path: an exception escaping here would end
+        # the whole transport, so nothing may, whatever the message holds.
+        try:
+            event = self._parse(message)
+            if event is not None:
+                self._dispatch(event)
+        except Exception:  # noqa: BLE001 - see above
+            self._junk.warning(
+                "handler", "Error handling a realtime event", exc_info=True
+            )
+
+    def _parse(self, message: str | bytes) -> Event | None:
         try:
             event = json.loads(message)
+        except RecursionError:
+            self._junk.warning(
+                "nested", "Ignoring a data channel message nested too deeply"
+            )
+            return None
         except ValueError:
-            _LOGGER.warning("Ignoring a data channel message that is not JSON")
-            return
+            self._junk.warning(
+                "json", "Ignoring a data channel message that is not JSON"
+            )
+            return None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            _LOGGER.warning("Ignoring a data channel message without a type")
-            return
+            self._junk.warning("type", "Ignoring a data channel message without a type")
+            return None
+        return event
+
+    def _on_invalid_text(self) -> None:
+        self._junk.warning(
+            "utf8", "Ignoring a data channel text message that is not UTF-8"
+        )
+
+    def _dispatch(self, event: Event) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -363,15 +423,17 @@ class RealtimeConnection:
     # microphone
 
     def detach_microphone(self) -> None:
-        """Take the microphone off the sender: an idle session encodes nothing."""
-        if self._sender is not None and self._mic_attached:
-            self._sender.replaceTrack(None)
+        """Pause the microphone: an idle session encodes and sends nothing.
+
+        The paused track makes aiortc's sender wait instead of polling every 20 ms,
+        so an idle session costs the event loop nothing on the way out.
+        """
+        self.microphone.pause()
         self._mic_attached = False
 
     def attach_microphone(self) -> None:
-        """Put the microphone back on the sender."""
-        if self._sender is not None and not self._mic_attached:
-            self._sender.replaceTrack(self.microphone)
+        """Resume the microphone: audio flows again, paced from now."""
+        self.microphone.resume()
         self._mic_attached = True
 
     # closing
@@ -402,9 +464,9 @@ class RealtimeConnection:
     async def _shutdown(self) -> None:
         await self.speaker.stop()
         self.microphone.stop()
-        if self._channel is not None:
-            with contextlib.suppress(Exception):
-                self._channel.close()
+        # Not the data channel's own close(): on a transport that is already dead it
+        # queues a stream reset that fails in a task nobody awaits. Closing the peer
+        # ends the channel too.
         if self._pc is not None:
             try:
                 await self._pc.close()

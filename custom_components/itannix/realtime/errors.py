@@ -73,5 +73,25 @@ class InvalidUrlError(ItanniXError):
     """The base URL is not acceptable (bad scheme, or plain HTTP to a remote host)."""
 
 
+class RedirectError(InvalidUrlError):
+    """The service answered with a redirect, which a request with credentials refuses.
+
+    ``location`` is the origin (scheme, host and port) the redirect named, or None when
+    it named none that could be read: enough to check the configured URL, nothing of
+    the path or query, which may carry tokens.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, location: str | None = None
+    ) -> None:
+        """Initialize with the redirect's status and the origin it pointed to."""
+        super().__init__(
+            message,
+            hint="Check the server URL: it must name the ItanniX API itself",
+            status=status,
+        )
+        self.location = location
+
+
 class BadRequestError(ItanniXError):
     """The service rejected the request itself (HTTP 400/404/422)."""

@@ -1,0 +1,93 @@
+"""Guards aiortc lacks, fitted to one peer connection.
+
+The only module that reaches into aiortc's and aioice's internals. Each guard checks
+that the hook it needs is there and reports False when it is not (a newer aiortc may
+have moved it), so a missing hook costs the protection, never the session.
+
+- ``bound_gathering``: aioice waits 5 s for every STUN and TURN server, even one that
+  never answers, and aiortc offers no setting for it.
+- ``contain_invalid_text``: aiortc decodes a text message as UTF-8 before any handler
+  runs; one invalid message raises inside its SCTP receive path and ends the whole
+  transport. Contained, the message is reported and dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import functools
+import inspect
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+
+def _gatherers(pc: RTCPeerConnection) -> list[Any]:
+    """The ICE gatherers of a peer (one per transport before bundling)."""
+    dtls = [t.sender.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        dtls.append(pc.sctp.transport)
+    gatherers: list[Any] = []
+    for transport in dtls:
+        gatherer = transport.transport.iceGatherer
+        if all(gatherer is not known for known in gatherers):
+            gatherers.append(gatherer)
+    return gatherers
+
+
+def bound_gathering(pc: RTCPeerConnection, seconds: float) -> bool:
+    """Make the peer wait at most ``seconds`` for STUN and TURN candidates.
+
+    Call before ``setLocalDescription`` (which gathers). aioice's
+    ``Connection.get_component_candidates`` takes the wait as its ``timeout``.
+    """
+    bound = False
+    for gatherer in _gatherers(pc):
+        connection = getattr(gatherer, "_connection", None)
+        method = getattr(connection, "get_component_candidates", None)
+        if method is None:
+            continue
+        if isinstance(method, functools.partial):
+            bound = True  # already bound
+            continue
+        try:
+            if "timeout" not in inspect.signature(method).parameters:
+                continue
+        except (TypeError, ValueError):
+            continue
+        connection.get_component_candidates = functools.partial(  # type: ignore[union-attr]
+            method, timeout=seconds
+        )
+        bound = True
+    return bound
+
+
+def candidate_types(pc: RTCPeerConnection) -> set[str]:
+    """The types of the local candidates gathered ("host", "srflx", "relay")."""
+    return {
+        candidate.type
+        for gatherer in _gatherers(pc)
+        for candidate in gatherer.getLocalCandidates()
+    }
+
+
+def contain_invalid_text(pc: RTCPeerConnection, on_invalid: Callable[[], None]) -> bool:
+    """Drop (and report) a text message that is not UTF-8 instead of dying of it.
+
+    Call after ``createDataChannel`` (which creates the SCTP transport).
+    """
+    sctp = pc.sctp
+    receive = getattr(sctp, "_data_channel_receive", None)
+    if receive is None or not inspect.iscoroutinefunction(receive):
+        return False
+    if getattr(receive, "itannix_guarded", False):
+        return True
+
+    async def guarded(stream_id: int, pp_id: int, data: bytes) -> None:
+        try:
+            await receive(stream_id, pp_id, data)
+        except UnicodeDecodeError:
+            on_invalid()
+
+    guarded.itannix_guarded = True  # type: ignore[attr-defined]
+    sctp._data_channel_receive = guarded  # type: ignore[union-attr,method-assign]  # noqa: SLF001
+    return True
