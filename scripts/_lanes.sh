@@ -112,7 +112,7 @@ lane_exec() {
     "LITELLM_LOCAL_MODEL_COST_MAP=True"
   )
   local var
-  for var in CI PYTEST_ADDOPTS ITANNIX_BENCH_TURNS ITANNIX_DEBUG; do
+  for var in CI PYTEST_ADDOPTS ITANNIX_BENCH_TURNS ITANNIX_SOAK_TURNS ITANNIX_DEBUG; do
     [[ -n "${!var:-}" ]] && envs+=("$var=${!var}")
   done
   unshare --mount --propagation private -- /bin/bash -c '

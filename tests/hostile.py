@@ -63,6 +63,8 @@ class HostileSession:
         self.opened = asyncio.Event()
         self.received: list[dict[str, Any]] = []
         self.replies = 0
+        # Whether response.create gets the minimal reply (a test may answer itself).
+        self.answer_turns = True
         self.pc.on("datachannel", self._on_datachannel)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
@@ -76,7 +78,7 @@ class HostileSession:
         except ValueError:
             return
         self.received.append(event)
-        if event.get("type") == "response.create":
+        if event.get("type") == "response.create" and self.answer_turns:
             self._reply()
 
     def _reply(self) -> None:

@@ -30,6 +30,7 @@ from .realtime import (
     InvalidUrlError,
     ItanniXClient,
     ItanniXError,
+    RedirectError,
 )
 from .runtime import ItanniXConfigEntry, ItanniXRuntime
 from .secret_store import get_secret_store
@@ -79,6 +80,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> b
             translation_domain=DOMAIN,
             translation_key="auth_failed",
             translation_placeholders={"hint": err.hint or err.message},
+        ) from err
+    except RedirectError as err:
+        # Not followed (credentials stay home), and retrying cannot help.
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="redirected",
+            translation_placeholders={"location": err.location or "-"},
         ) from err
     except InvalidUrlError as err:
         # Retrying cannot help: the stored URL itself is refused (reconfigure it).

@@ -18,8 +18,17 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import llm
 
 from .functions import CallContext, FunctionDispatcher
-from .realtime import FunctionCall
+from .realtime import CannotConnectError, FunctionCall
 from .sessions import LiveSession
+
+
+class DroppedBeforeReplyError(CannotConnectError):
+    """The session dropped before the turn produced anything: it can be asked again.
+
+    Nothing reached the chat log and no function ran, so a retry on a fresh session
+    neither repeats an action nor shows the user half a reply twice.
+    """
+
 
 # The Realtime API takes a plain JSON schema object for a function's parameters.
 _UNSUPPORTED_KEYS = {"oneOf", "anyOf", "allOf", "enum", "not"}
@@ -260,20 +269,37 @@ async def async_run_text_turn(
     # The log already ends with this message, which ask() sends itself.
     await async_replay_history(live, chat_log.content[:-1])
 
+    produced = False
+
     async def produce(stream: TurnStream) -> None:
+        nonlocal produced
         # A typed conversation has no device; LLM API tools run through the log.
-        live.call_handler = dispatcher.handler(
+        dispatch = dispatcher.handler(
             CallContext(
                 conversation_id=chat_log.conversation_id,
                 llm_tools=stream.llm_tools,
                 run_llm_tool=stream.call_tool,
             )
         )
+
+        async def handle(call: FunctionCall) -> str:
+            nonlocal produced
+            produced = True
+            return await dispatch(call)
+
+        live.call_handler = handle
         try:
             reply = await live.session.ask(text)
             async for delta in reply:
+                produced = True
                 stream.text(delta)
         finally:
             live.call_handler = None
 
-    await async_stream_reply(hass, chat_log, agent_id, produce)
+    try:
+        await async_stream_reply(hass, chat_log, agent_id, produce)
+    except CannotConnectError as err:
+        dropped = live.session.connection.close_reason is not None
+        if dropped and not produced:
+            raise DroppedBeforeReplyError(err.message) from err
+        raise

@@ -43,6 +43,7 @@ from .const import (
     CONF_CLIENT_ID,
     CONF_FUNCTION_TIMEOUT,
     CONF_IDLE_TIMEOUT,
+    CONF_MAX_SESSIONS,
     CONF_MEDIA_PLAYER,
     CONF_VOICE,
     CONF_WORKSPACE_KEY,
@@ -50,13 +51,16 @@ from .const import (
     DEFAULT_BASE_URL,
     DEFAULT_FUNCTION_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_SESSIONS,
     DEFAULT_TITLE,
     DOMAIN,
     LOGGER,
     MAX_FUNCTION_TIMEOUT,
     MAX_IDLE_TIMEOUT,
+    MAX_MAX_SESSIONS,
     MIN_FUNCTION_TIMEOUT,
     MIN_IDLE_TIMEOUT,
+    MIN_MAX_SESSIONS,
 )
 from .realtime import (
     AuthenticationError,
@@ -67,6 +71,7 @@ from .realtime import (
     ItanniXError,
     RateLimitedError,
     RealtimeConnection,
+    RedirectError,
     validate_base_url,
 )
 from .runtime import ItanniXConfigEntry
@@ -105,6 +110,8 @@ async def async_enroll(
 
 def _error_key(err: ItanniXError) -> str:
     """Map a library error to the flow's translated error key."""
+    if isinstance(err, RedirectError):
+        return "redirected"
     if isinstance(err, InvalidUrlError):
         return "invalid_url"
     if isinstance(err, AuthenticationError):
@@ -139,6 +146,8 @@ async def _async_try(
         key = _error_key(err)
         errors["base"] = key
         placeholders["hint"] = _hint(err)
+        if isinstance(err, RedirectError):
+            placeholders["location"] = err.location or "-"
         if key == "unknown":
             LOGGER.warning("Unexpected answer from ItanniX: %s", err)
         return False
@@ -405,6 +414,17 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
                         max=MAX_IDLE_TIMEOUT,
                         step=10,
                         unit_of_measurement="s",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+                vol.Optional(
+                    CONF_MAX_SESSIONS,
+                    default=options.get(CONF_MAX_SESSIONS, DEFAULT_MAX_SESSIONS),
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=MIN_MAX_SESSIONS,
+                        max=MAX_MAX_SESSIONS,
+                        step=1,
                         mode=NumberSelectorMode.BOX,
                     )
                 ),

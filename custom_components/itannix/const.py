@@ -25,6 +25,12 @@ CONF_IDLE_TIMEOUT: Final = "idle_timeout"
 DEFAULT_IDLE_TIMEOUT: Final = 300  # seconds an unused session stays open for context
 MIN_IDLE_TIMEOUT: Final = 10
 MAX_IDLE_TIMEOUT: Final = 3600
+# Open realtime sessions per entry: each one holds a WebRTC peer and costs the event
+# loop a little even when idle; past the cap the longest-idle one is closed first.
+CONF_MAX_SESSIONS: Final = "max_sessions"
+DEFAULT_MAX_SESSIONS: Final = 10
+MIN_MAX_SESSIONS: Final = 1
+MAX_MAX_SESSIONS: Final = 50
 
 # The secret is generated here: 32 random bytes, URL-safe (43 characters).
 SECRET_BYTES: Final = 32

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Literal
 
 from homeassistant.components import conversation
@@ -12,7 +13,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .chat import async_run_text_turn
+from .chat import DroppedBeforeReplyError, async_run_text_turn
 from .const import DOMAIN, LOGGER, TURN_TIMEOUT
 from .entity import ItanniXEntity
 from .realtime import (
@@ -22,7 +23,7 @@ from .realtime import (
     RateLimitedError,
 )
 from .runtime import ItanniXConfigEntry
-from .sessions import SessionManager
+from .sessions import SessionLimitError, SessionManager
 from .voice import async_speak_reply, claim_turn
 
 PARALLEL_UPDATES = 0
@@ -42,8 +43,10 @@ def _failure(err: BaseException) -> HomeAssistantError:
     if isinstance(err, AuthenticationError):
         key, placeholders = "auth_failed", {"hint": err.hint or err.message}
     elif isinstance(err, RateLimitedError):
-        wait = f"{err.retry_after:.0f} s" if err.retry_after else "a minute"
+        wait = f"{math.ceil(err.retry_after)} s" if err.retry_after else "a minute"
         key, placeholders = "rate_limited", {"wait": wait}
+    elif isinstance(err, SessionLimitError):
+        key, placeholders = "too_many_conversations", {"count": str(err.count)}
     elif isinstance(err, CannotConnectError):
         key, placeholders = "cannot_connect", {"error": err.message}
     elif isinstance(err, TimeoutError):
@@ -130,18 +133,25 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
         chat_log: conversation.ChatLog,
         user_input: conversation.ConversationInput,
     ) -> None:
-        live = await sessions.async_get(key)
-        async with live.lock:
-            live.cancel_idle()
+        for attempt in range(2):
+            live = await sessions.async_get(key, audio=False)
             try:
-                await async_run_text_turn(
-                    self.hass,
-                    live,
-                    chat_log,
-                    self.entity_id,
-                    user_input.text,
-                    self.entry.runtime_data.functions,
-                )
+                async with live.lock:
+                    await async_run_text_turn(
+                        self.hass,
+                        live,
+                        chat_log,
+                        self.entity_id,
+                        user_input.text,
+                        self.entry.runtime_data.functions,
+                    )
+            except DroppedBeforeReplyError:
+                if attempt:
+                    raise
+                # A blip: ask again on a fresh session, the conversation replayed.
+                LOGGER.debug("Asking again on a fresh session (%s)", key)
+            else:
+                return
             finally:
                 sessions.turn_finished(live)
 

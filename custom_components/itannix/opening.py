@@ -51,7 +51,7 @@ async def _async_opening_line(entry: ItanniXConfigEntry) -> str:
     sessions = entry.runtime_data.sessions
     key = ulid_now()
     try:
-        live = await sessions.async_get(key)
+        live = await sessions.async_get(key, audio=False)
         reply = await live.session.respond(OPENING_INSTRUCTIONS)
         return (await reply.text()).strip()
     except ItanniXError as err:

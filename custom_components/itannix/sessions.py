@@ -2,24 +2,38 @@
 
 A conversation keeps its context in its realtime session, so a session stays open between
 turns and closes once it has been idle for the configured time, when the service drops it,
-or when the entry unloads.
+when the entry unloads, or to make room: at most ``max_sessions`` are open, and a new one
+closes the conversation idle the longest.
+
+A typed conversation's session does not receive audio (the service would otherwise send
+it 50 times a second, for nothing); when such a conversation goes on by voice, its session
+is replaced by one that does, and the conversation so far is replayed to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+import time
 from typing import Any
 
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers.event import async_call_later
 
-from .const import CONF_IDLE_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, LOGGER
+from .const import (
+    CONF_IDLE_TIMEOUT,
+    CONF_MAX_SESSIONS,
+    CONNECT_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_SESSIONS,
+    LOGGER,
+)
 from .realtime import (
     DEFAULT_TRANSCRIPTION_MODEL,
     FunctionCall,
     ItanniXClient,
+    ItanniXError,
     RealtimeConnection,
     RealtimeSession,
 )
@@ -28,13 +42,32 @@ from .runtime import ItanniXConfigEntry
 type CallHandler = Callable[[FunctionCall], Awaitable[str]]
 
 
+class SessionLimitError(ItanniXError):
+    """As many conversations as allowed are in a turn: none can be closed for another."""
+
+    def __init__(self, count: int) -> None:
+        """Initialize with the number of sessions open."""
+        super().__init__(f"{count} conversations are in progress")
+        self.count = count
+
+
 class LiveSession:
     """One open realtime session and what this integration has told it."""
 
-    def __init__(self, key: str, session: RealtimeSession) -> None:
+    def __init__(
+        self, key: str, session: RealtimeSession, *, receives_audio: bool
+    ) -> None:
         """Wrap a connected session."""
         self.key = key
         self.session = session
+        # Whether the service sends this session audio (spoken turns need it).
+        self.receives_audio = receives_audio
+        # Turns that were handed the session and have not finished: only a session
+        # nobody uses counts down to closing, or may be closed to make room.
+        self.users = 0
+        self.last_used = time.monotonic()
+        self._unused = asyncio.Event()
+        self._unused.set()
         # One turn at a time: the service answers one response per conversation.
         self.lock = asyncio.Lock()
         # Tools the assistant has from its dashboard configuration (session.created).
@@ -65,6 +98,24 @@ class LiveSession:
                 self.dashboard_tools = [
                     tool for tool in tools if isinstance(tool, dict)
                 ]
+
+    def acquire(self) -> None:
+        """A turn takes the session."""
+        self.users += 1
+        self.last_used = time.monotonic()
+        self._unused.clear()
+        self.cancel_idle()
+
+    def release(self) -> None:
+        """A turn is done with the session."""
+        self.users = max(0, self.users - 1)
+        self.last_used = time.monotonic()
+        if not self.users:
+            self._unused.set()
+
+    async def wait_unused(self) -> None:
+        """Wait until no turn uses the session."""
+        await self._unused.wait()
 
     def cancel_idle(self) -> None:
         """Stop the idle countdown (a turn is starting)."""
@@ -113,6 +164,11 @@ class SessionManager:
         """Seconds an unused session stays open."""
         return float(self._entry.options.get(CONF_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT))
 
+    @property
+    def max_sessions(self) -> int:
+        """How many sessions may be open at once."""
+        return int(self._entry.options.get(CONF_MAX_SESSIONS, DEFAULT_MAX_SESSIONS))
+
     def get(self, key: str) -> LiveSession | None:
         """The open session of a conversation, if there is one."""
         live = self._live.get(key)
@@ -121,16 +177,34 @@ class SessionManager:
             return None
         return live
 
-    async def async_get(self, key: str) -> LiveSession:
-        """Return the conversation's session, opening one if needed."""
+    async def async_get(self, key: str, *, audio: bool) -> LiveSession:
+        """Return the conversation's session for a turn, opening one if needed.
+
+        ``audio``: the turn is spoken, so the session must receive the assistant's
+        voice. The caller must hand it back with ``turn_finished`` on every path.
+        """
+        while True:
+            live = await self._async_get(key, audio=audio)
+            if audio and not live.receives_audio:
+                # A typed conversation goes on by voice: replace its session.
+                await live.wait_unused()
+                await self.async_close(key)
+                continue
+            if live.session.closed:
+                continue
+            live.acquire()
+            return live
+
+    async def _async_get(self, key: str, *, audio: bool) -> LiveSession:
         if (live := self.get(key)) is not None:
             return live
         if (pending := self._opening.get(key)) is not None:
             return await asyncio.shield(pending)
+        self._make_room()
         future: asyncio.Future[LiveSession] = self._hass.loop.create_future()
         self._opening[key] = future
         try:
-            live = await self._async_open(key)
+            live = await self._async_open(key, audio=audio)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -144,16 +218,32 @@ class SessionManager:
         finally:
             del self._opening[key]
 
-    async def _async_open(self, key: str) -> LiveSession:
+    def _make_room(self) -> None:
+        """Close the longest-idle sessions until one more fits under the cap."""
+        cap = self.max_sessions
+        while len(self._live) + len(self._opening) >= cap:
+            idle = [live for live in self._live.values() if not live.users]
+            if not idle:
+                raise SessionLimitError(len(self._live) + len(self._opening))
+            oldest = min(idle, key=lambda live: live.last_used)
+            LOGGER.debug(
+                "%s conversations open: closing the one idle longest (%s)",
+                cap,
+                oldest.key,
+            )
+            self._close_later(oldest)
+
+    async def _async_open(self, key: str, *, audio: bool) -> LiveSession:
         # Input transcription is on for every session: a spoken turn needs the
         # transcript, and a typed one sends no audio to transcribe.
         connection = RealtimeConnection(
             self._client,
             connect_timeout=CONNECT_TIMEOUT,
             input_transcription_model=DEFAULT_TRANSCRIPTION_MODEL,
+            receive_audio=audio,
         )
         session = RealtimeSession(connection)
-        live = LiveSession(key, session)
+        live = LiveSession(key, session, receives_audio=audio)
         session.function_handler = live.handle_call
         connection.add_listener(live.on_event)
         try:
@@ -161,16 +251,27 @@ class SessionManager:
         except BaseException:
             await session.close()
             raise
-        connection.add_close_listener(lambda _reason: self._forget(live))
+
+        def _closed(reason: ItanniXError | None) -> None:
+            if reason is not None:
+                # The one line a drop logs; the turn it interrupted, if any, is
+                # retried or fails on its own.
+                LOGGER.warning(
+                    "The realtime session of conversation %s dropped: %s", key, reason
+                )
+            self._forget(live)
+
+        connection.add_close_listener(_closed)
         self._live[key] = live
         self.opened += 1
         LOGGER.debug("Opened a realtime session for conversation %s", key)
         return live
 
     def turn_finished(self, live: LiveSession) -> None:
-        """A turn ended: count down to closing the idle session."""
+        """A turn ended: once nobody uses the session, count down to closing it."""
         live.turns += 1
-        if self._live.get(live.key) is live:
+        live.release()
+        if self._live.get(live.key) is live and not live.users:
             live.schedule_idle(
                 self._hass, self.idle_timeout, lambda: self._close_later(live)
             )
@@ -208,6 +309,7 @@ class SessionManager:
         """Counts only: conversation IDs and transcripts stay out of diagnostics."""
         return {
             "open": len(self._live),
+            "max_sessions": self.max_sessions,
             "opened_since_setup": self.opened,
             "idle_timeout": self.idle_timeout,
         }

@@ -313,17 +313,22 @@ async def async_listen(
     sessions = entry.runtime_data.sessions
     session = chat_session.current_session.get()
     key = session.conversation_id if session is not None else ulid_now()
-    live = await sessions.async_get(key)
-    live.cancel_idle()
-    api, prompt = await _llm_api(hass, entry, language)
-    await async_prepare_session(live, api, prompt)
-    if session is not None:
-        # E.g. the opening line of an automation's start_conversation is in the log.
-        with conversation.async_get_chat_log(hass, session) as chat_log:
-            history = list(chat_log.content)
-        await async_replay_history(live, history)
-    # A new turn on the same conversation interrupts a reply still playing (barge-in).
-    turn = await live.session.start_audio_turn()
+    live = await sessions.async_get(key, audio=True)
+    try:
+        api, prompt = await _llm_api(hass, entry, language)
+        await async_prepare_session(live, api, prompt)
+        if session is not None:
+            # E.g. the opening line of an automation's start_conversation is in the log.
+            with conversation.async_get_chat_log(hass, session) as chat_log:
+                history = list(chat_log.content)
+            await async_replay_history(live, history)
+        # A new turn on the same conversation interrupts a reply still playing
+        # (barge-in).
+        turn = await live.session.start_audio_turn()
+    except BaseException:
+        # No voice turn holds the session yet: hand it back so it counts down.
+        sessions.turn_finished(live)
+        raise
     voice = VoiceTurn(hass, entry, live, turn)
     live.call_handler = voice.handle_call
     _current_turn.set(voice)

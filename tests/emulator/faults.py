@@ -17,8 +17,12 @@ class Faults:
     status: dict[str, int] = field(default_factory=dict)
     # Endpoint key -> JSON body for that faulty status (a default body otherwise).
     body: dict[str, Any] = field(default_factory=dict)
-    # Retry-After header (seconds) sent with an injected 429.
-    retry_after: int | None = None
+    # Retry-After header sent with an injected 429 (seconds, or any text: a service
+    # may send garbage).
+    retry_after: int | str | None = None
+    # Endpoint key -> (3xx status, Location): a misconfigured or hostile server
+    # redirecting elsewhere.
+    redirect: dict[str, tuple[int, str]] = field(default_factory=dict)
     # Endpoint key -> seconds to wait before answering.
     delay: dict[str, float] = field(default_factory=dict)
     # The SDP endpoint answers 201 with a body that is not SDP.

@@ -18,6 +18,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from tests.network import NetworkProfile, UdpRelay, relay_answer
+
 from .brain import (
     DEFAULT_AFTER_TOOLS_REPLY,
     FunctionCallSpec,
@@ -100,8 +102,13 @@ class EmulatedSession:
         synthesizer: Synthesizer,
         faults: Faults,
         ga_names: bool = False,
+        network: NetworkProfile | None = None,
     ) -> None:
-        """Create the session (the peer comes with the SDP offer)."""
+        """Create the session (the peer comes with the SDP offer).
+
+        With a ``network``, the peer's media path goes through a relay that applies
+        it (delay, jitter, loss) and that ``cut_network()`` cuts.
+        """
         self.id = _new_id("sess")
         self.client_id = client_id
         self.headers = headers
@@ -138,6 +145,8 @@ class EmulatedSession:
         self._last_item_id: str | None = None
         self._playing_response_id: str | None = None
         self._dropping_channel = False
+        self._network = network
+        self._relays: list[UdpRelay] = []
 
     # -- What tests read ---------------------------------------------------------
 
@@ -155,6 +164,21 @@ class EmulatedSession:
     def inbound_voiced_ms(self) -> int:
         """Milliseconds of inbound audio above the VAD threshold."""
         return round(self._vad.voiced_ms)
+
+    @property
+    def sends_audio(self) -> bool:
+        """Return True when the client receives our audio track (RTP flows to it)."""
+        return self._pc is not None and any(
+            t.sender.track is self._speaker
+            and t.currentDirection in {"sendonly", "sendrecv"}
+            for t in self._pc.getTransceivers()
+        )
+
+    def cut_network(self) -> None:
+        """The network to the client vanishes; neither side is told (needs a network)."""
+        assert self._relays, "the emulator's network profile was not set"
+        for relay in self._relays:
+            relay.cut()
 
     @property
     def response_active(self) -> bool:
@@ -180,15 +204,14 @@ class EmulatedSession:
         except Exception as err:
             await self.close()
             raise ValueError(f"Invalid SDP offer: {err}") from err
-        if not any(
-            t.sender.track is self._speaker
-            and t.currentDirection in {"sendonly", "sendrecv"}
-            for t in pc.getTransceivers()
-        ):
+        if not self.sends_audio:
             # The client does not receive audio: pull the track ourselves so replies
             # still take as long as they would to play.
             self._spawn(self._pull_own_speaker())
-        return pc.localDescription.sdp
+        if self._network is None:
+            return pc.localDescription.sdp
+        sdp, self._relays = await relay_answer(pc.localDescription.sdp, self._network)
+        return sdp
 
     async def _pull_own_speaker(self) -> None:
         assert self._speaker is not None
@@ -252,6 +275,8 @@ class EmulatedSession:
             self._speaker.stop()
         if self._pc is not None:
             await self._pc.close()
+        for relay in self._relays:
+            relay.close()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- Sending -----------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.network import NetworkProfile
+
 from .auth import EnrollmentStore, Verdict
 from .brain import ScriptedBrain
 from .faults import Faults
@@ -79,6 +81,8 @@ class Emulator:
         self.port = port
         self.ga_names = ga_names
         self.faults = Faults()
+        # The network to each new session's peer (None: straight loopback).
+        self.network: NetworkProfile | None = None
         self.sessions: list[EmulatedSession] = []
         self.requests: list[tuple[str, str, int]] = []
         self._store = EnrollmentStore(state_file)
@@ -199,6 +203,9 @@ class Emulator:
         delay = self.faults.delay.get(endpoint, 0.0)
         if delay > 0 and not await self._wait(delay):
             return _realtime_error(503, "The service is shutting down")
+        if (redirect := self.faults.redirect.get(endpoint)) is not None:
+            status, location = redirect
+            return web.Response(status=status, headers={"Location": location})
         if (status := self.faults.status.get(endpoint)) is not None:
             body = self.faults.body.get(endpoint)
             if body is None:
@@ -278,6 +285,7 @@ class Emulator:
             synthesizer=self._synth,
             faults=self.faults,
             ga_names=self.ga_names,
+            network=self.network,
         )
         self.sessions.append(session)
         return session

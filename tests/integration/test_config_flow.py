@@ -24,9 +24,11 @@ from custom_components.itannix.const import (
     CONF_BASE_URL,
     CONF_CLIENT_ID,
     CONF_IDLE_TIMEOUT,
+    CONF_MAX_SESSIONS,
     CONF_VOICE,
     CONF_WORKSPACE_KEY,
     DEFAULT_BASE_URL,
+    DEFAULT_MAX_SESSIONS,
     DOMAIN,
 )
 from custom_components.itannix.secret_store import get_secret_store
@@ -362,6 +364,7 @@ async def test_options(
         CONF_LLM_HASS_API: "assist",
         CONF_PROMPT: "Call me Sam.",
         CONF_IDLE_TIMEOUT: 120,
+        CONF_MAX_SESSIONS: DEFAULT_MAX_SESSIONS,  # the default, shown and kept
     }
     await hass.async_block_till_done()
     # The entry reloaded with the new assistant: its session request names it.
@@ -372,7 +375,10 @@ async def test_options(
         result["flow_id"],
         {CONF_ASSISTANT_ID: "", CONF_LLM_HASS_API: "none", CONF_IDLE_TIMEOUT: 300},
     )
-    assert config_entry.options == {CONF_IDLE_TIMEOUT: 300}
+    assert config_entry.options == {
+        CONF_IDLE_TIMEOUT: 300,
+        CONF_MAX_SESSIONS: DEFAULT_MAX_SESSIONS,
+    }
 
 
 async def test_options_voice_is_picked_from_the_workspace(

@@ -420,3 +420,37 @@ async def test_lost_network_closes_cleanly(
         gc.collect()
         await asyncio.sleep(0.1)
     assert loop_errors == []
+
+
+async def test_echoed_credentials_are_scrubbed_from_channel_errors(
+    hostile: HostilePeer, client: ItanniXClient
+) -> None:
+    """An error event about our request that quotes the secret: the turn fails clean."""
+    session = await RealtimeSession.open(client)
+    try:
+        far = await hostile.wait_session()
+        far.answer_turns = False
+        reply = await session.ask("hello")
+        async with asyncio.timeout(10):
+            while not any(e.get("type") == "response.create" for e in far.received):
+                await asyncio.sleep(0.01)
+        request = next(e for e in far.received if e.get("type") == "response.create")
+        far.send_event(
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": f"bad_{WORKSPACE_KEY}",
+                    "message": f"secret {CLIENT_SECRET} refused",
+                    "event_id": request["event_id"],
+                },
+            }
+        )
+        with pytest.raises(ProtocolError) as info:
+            async with asyncio.timeout(10):
+                await reply.text()
+        for text in (info.value.message, info.value.code, str(info.value)):
+            assert CLIENT_SECRET not in (text or "")
+            assert WORKSPACE_KEY not in (text or "")
+    finally:
+        await session.close()

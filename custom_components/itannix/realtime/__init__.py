@@ -32,6 +32,7 @@ from .errors import (
     ItanniXError,
     ProtocolError,
     RateLimitedError,
+    RedirectError,
     ServerError,
 )
 from .events import (
@@ -78,6 +79,7 @@ __all__ = [
     "RateLimitedError",
     "RealtimeConnection",
     "RealtimeSession",
+    "RedirectError",
     "Reply",
     "Resampler",
     "ResponseDone",

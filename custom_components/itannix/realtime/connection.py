@@ -362,8 +362,10 @@ class RealtimeConnection:
         for listener in list(self._listeners):
             try:
                 listener(event)
-            except Exception:
-                _LOGGER.exception("Error in a realtime event listener")
+            except Exception:  # noqa: BLE001 - one bad event must not end the session
+                self._junk.warning(
+                    "listener", "Error in a realtime event listener", exc_info=True
+                )
         for stream in list(self._streams):
             stream.put(event)
 

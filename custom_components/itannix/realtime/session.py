@@ -567,7 +567,10 @@ class RealtimeSession:
         if turn is None:
             return
         if done.status == RESPONSE_STATUS_FAILED:
-            turn.finish(ServerError(done.error_message or "The response failed"))
+            redact = self.connection.client.redact
+            turn.finish(
+                ServerError(redact(done.error_message or "The response failed"))
+            )
         else:
             turn.cancelled = done.status == RESPONSE_STATUS_CANCELLED
             turn.finish()
@@ -577,7 +580,14 @@ class RealtimeSession:
 
     def _on_server_error(self, error: ServerErrorEvent) -> None:
         turn = self._turn
-        _LOGGER.debug("Server error event %s: %s", error.code, error.message)
+        # What the service says is scrubbed like its HTTP answers: it must never pass
+        # our credentials on, even if it echoes them.
+        redact = self.connection.client.redact
+        message, code = (
+            redact(error.message),
+            redact(error.code) if error.code else None,
+        )
+        _LOGGER.debug("Server error event %s: %s", code, message)
         if turn is None or turn.done:
             return
         if error.event_id is not None:
@@ -586,7 +596,7 @@ class RealtimeSession:
             concerns_turn = turn.awaiting_response
         if concerns_turn:
             # The error answers what we just asked for.
-            turn.finish(ProtocolError(error.message, code=error.code))
+            turn.finish(ProtocolError(message, code=code))
             if isinstance(turn, AudioTurn):
                 turn.end_audio()
             self._turn_over(turn)
