@@ -7,11 +7,34 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import ClientSession
+from homeassistant.components import conversation
+from homeassistant.core import Context, HomeAssistant
 
 from tests.conftest import WORKSPACE_KEY
-from tests.emulator import Emulator
+from tests.emulator import EmulatedSession, Emulator
 
 from .conftest import CLIENT_ID
+
+AGENT = "conversation.itannix_assistant"
+
+
+async def say(
+    hass: HomeAssistant, text: str, conversation_id: str | None = None
+) -> conversation.ConversationResult:
+    """Type ``text`` to the ItanniX agent, as the Assist dialog does."""
+    return await conversation.async_converse(
+        hass, text, conversation_id, Context(), language="en", agent_id=AGENT
+    )
+
+
+def speech(result: conversation.ConversationResult) -> str:
+    """What the user reads."""
+    return str(result.response.speech["plain"]["speech"])
+
+
+def conversation_peers(emulator: Emulator) -> list[EmulatedSession]:
+    """Realtime sessions that carried conversation turns (not the enrollment's)."""
+    return [s for s in emulator.sessions if s.has_peer and s.received_events]
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:

@@ -21,26 +21,15 @@ from custom_components.itannix.const import CONF_IDLE_TIMEOUT, DOMAIN
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 
 from .conftest import CLIENT_ID
-from .helpers import enroll_elsewhere, template_light, until
-
-AGENT = "conversation.itannix_assistant"
-
-
-async def _say(
-    hass: HomeAssistant, text: str, conversation_id: str | None = None
-) -> conversation.ConversationResult:
-    return await conversation.async_converse(
-        hass, text, conversation_id, Context(), language="en", agent_id=AGENT
-    )
-
-
-def _speech(result: conversation.ConversationResult) -> str:
-    return str(result.response.speech["plain"]["speech"])
-
-
-def _peers(emulator: Emulator) -> list[EmulatedSession]:
-    """Realtime sessions that carried conversation turns (not the enrollment's)."""
-    return [s for s in emulator.sessions if s.has_peer and s.received_events]
+from .helpers import (
+    AGENT,
+    conversation_peers,
+    enroll_elsewhere,
+    say,
+    speech,
+    template_light,
+    until,
+)
 
 
 def _user_texts(session: EmulatedSession) -> list[str]:
@@ -69,12 +58,12 @@ async def test_typed_message_gets_the_assistants_reply(
     emulator.assistant("default").add_turn(
         Turn(user_text="What is the capital of France?", reply="Paris, of course.")
     )
-    result = await _say(hass, "What is the capital of France?")
+    result = await say(hass, "What is the capital of France?")
     assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
-    assert _speech(result) == "Paris, of course."
+    assert speech(result) == "Paris, of course."
     assert not result.continue_conversation
     # A typed turn asks for a text reply.
-    session = _peers(emulator)[0]
+    session = conversation_peers(emulator)[0]
     creates = [e for e in session.received_events if e["type"] == "response.create"]
     assert creates[0]["response"]["modalities"] == ["text"]
 
@@ -83,16 +72,19 @@ async def test_same_conversation_keeps_its_session(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
     """Follow-ups reuse the conversation's session (its context); others get theirs."""
-    first = await _say(hass, "My name is Sam.")
-    second = await _say(hass, "What is my name?", first.conversation_id)
+    first = await say(hass, "My name is Sam.")
+    second = await say(hass, "What is my name?", first.conversation_id)
     assert second.conversation_id == first.conversation_id
-    assert _speech(second) == "I heard: What is my name?"
-    assert len(_peers(emulator)) == 1
-    assert _user_texts(_peers(emulator)[0]) == ["My name is Sam.", "What is my name?"]
+    assert speech(second) == "I heard: What is my name?"
+    assert len(conversation_peers(emulator)) == 1
+    assert _user_texts(conversation_peers(emulator)[0]) == [
+        "My name is Sam.",
+        "What is my name?",
+    ]
 
-    other = await _say(hass, "Hello")
+    other = await say(hass, "Hello")
     assert other.conversation_id != first.conversation_id
-    assert len(_peers(emulator)) == 2
+    assert len(conversation_peers(emulator)) == 2
 
 
 async def test_idle_session_closes_and_reopens(
@@ -105,15 +97,15 @@ async def test_idle_session_closes_and_reopens(
         result["flow_id"], {CONF_IDLE_TIMEOUT: 60}
     )
     await hass.async_block_till_done()
-    result = await _say(hass, "Hello")
+    result = await say(hass, "Hello")
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))
     await hass.async_block_till_done()
-    await until(lambda: _peers(emulator)[0].closed)
+    await until(lambda: conversation_peers(emulator)[0].closed)
 
-    await _say(hass, "Still there?", result.conversation_id)
-    assert len(_peers(emulator)) == 2
+    await say(hass, "Still there?", result.conversation_id)
+    assert len(conversation_peers(emulator)) == 2
     # The new session was told the conversation so far, so its context is not lost.
-    assert _user_texts(_peers(emulator)[1]) == ["Hello", "Still there?"]
+    assert _user_texts(conversation_peers(emulator)[1]) == ["Hello", "Still there?"]
 
 
 async def test_question_keeps_the_satellite_listening(
@@ -123,7 +115,7 @@ async def test_question_keeps_the_satellite_listening(
     emulator.assistant("default").add_turn(
         Turn(user_text="Set a timer", reply="For how long?")
     )
-    result = await _say(hass, "Set a timer")
+    result = await say(hass, "Set a timer")
     assert result.continue_conversation
 
 
@@ -179,11 +171,11 @@ async def test_llm_tool_call_turns_on_a_light(
             reply_after_tools="The kitchen light is on.",
         )
     )
-    result = await _say(hass, "Turn on the kitchen light")
+    result = await say(hass, "Turn on the kitchen light")
 
     assert hass.states.get("light.kitchen_light").state == "on"
-    assert _speech(result) == "The kitchen light is on."
-    session = _peers(emulator)[-1]
+    assert speech(result) == "The kitchen light is on."
+    session = conversation_peers(emulator)[-1]
     # Home Assistant's tools were offered next to the assistant's own.
     offered = {
         tool["name"]
@@ -203,9 +195,9 @@ async def test_revoked_secret_reports_and_starts_reauth(
     """A 401 mid-use is explained in the conversation and a reauth flow starts."""
     emulator.reset_enrollment(CLIENT_ID)
     await enroll_elsewhere(emulator)
-    result = await _say(hass, "Hello")
+    result = await say(hass, "Hello")
     assert result.response.response_type is intent.IntentResponseType.ERROR
-    assert "rejected this client's credentials" in _speech(result)
+    assert "rejected this client's credentials" in speech(result)
     await hass.async_block_till_done()
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [flow["context"]["source"] for flow in flows] == ["reauth"]
@@ -233,15 +225,15 @@ async def test_service_failures_become_error_responses(
     else:
         for name, value in fault.items():
             setattr(emulator.faults, name, value)
-    result = await _say(hass, "Hello")
+    result = await say(hass, "Hello")
     assert result.response.response_type is intent.IntentResponseType.ERROR
-    assert message in _speech(result)
+    assert message in speech(result)
 
     emulator.faults.status.clear()
     for name in ("malformed_sdp", "drop_channel_mid_reply", "close_peer_after_open"):
         setattr(emulator.faults, name, False)
-    result = await _say(hass, "Hello again", result.conversation_id)
-    assert _speech(result) == "I heard: Hello again"
+    result = await say(hass, "Hello again", result.conversation_id)
+    assert speech(result) == "I heard: Hello again"
 
 
 async def test_turn_timeout(
@@ -250,16 +242,16 @@ async def test_turn_timeout(
     """A service that never answers ends in an error, not a hung Assist dialog."""
     emulator.faults.no_answer = True
     with patch("custom_components.itannix.conversation.TURN_TIMEOUT", 0.5):
-        result = await _say(hass, "Hello")
+        result = await say(hass, "Hello")
     assert result.response.response_type is intent.IntentResponseType.ERROR
-    assert "took too long" in _speech(result)
+    assert "took too long" in speech(result)
 
 
 async def test_unload_closes_sessions(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
     """Unloading the entry closes every realtime session it had open."""
-    await _say(hass, "Hello")
-    await _say(hass, "Hello too")
+    await say(hass, "Hello")
+    await say(hass, "Hello too")
     assert await hass.config_entries.async_unload(config_entry.entry_id)
-    await until(lambda: all(s.closed for s in _peers(emulator)))
+    await until(lambda: all(s.closed for s in conversation_peers(emulator)))

@@ -20,7 +20,7 @@ from homeassistant.components.device_automation import (
     async_get_device_automations,
 )
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
-from homeassistant.core import Context, HomeAssistant
+from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er, intent
@@ -36,21 +36,10 @@ from custom_components.itannix.const import (
 )
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 
-from .helpers import template_light, until
+from .helpers import say, speech, template_light, until
 
-AGENT = "conversation.itannix_assistant"
 PASSED_ON = "passed on to Home Assistant"
 REPO_ROOT = Path(__file__).parents[2]
-
-
-async def _say(hass: HomeAssistant, text: str) -> conversation.ConversationResult:
-    return await conversation.async_converse(
-        hass, text, None, Context(), language="en", agent_id=AGENT
-    )
-
-
-def _speech(result: conversation.ConversationResult) -> str:
-    return str(result.response.speech["plain"]["speech"])
 
 
 def _session(emulator: Emulator) -> EmulatedSession:
@@ -176,7 +165,7 @@ async def test_automation_acts_and_its_answer_reaches_the_assistant(
         )
     )
 
-    result = await _say(hass, "Start movie night")
+    result = await say(hass, "Start movie night")
 
     assert hass.states.get("light.living_room_light").state == "on"
     outputs = _outputs(_session(emulator))
@@ -185,7 +174,7 @@ async def test_automation_acts_and_its_answer_reaches_the_assistant(
     answer = json.loads(outputs["call_mn"][0])
     assert str(answer["temperature"]) == "21.5"
     assert str(answer["volume"]) == "3"
-    assert "21.5" in _speech(result)
+    assert "21.5" in speech(result)
     # The event carries what an automation needs, arguments parsed.
     assert len(events) == 1
     assert events[0].data == {
@@ -238,14 +227,14 @@ async def test_blueprint_runs_actions_and_answers(
         )
     )
 
-    result = await _say(hass, "Open the garage")
+    result = await say(hass, "Open the garage")
 
     assert hass.states.get("input_boolean.garage").state == "on"
     outputs = _outputs(_session(emulator))
     assert json.loads(outputs["call_g"][0]) == {
         "result": "Opening. It is 21.5 degrees outside."
     }
-    assert "21.5 degrees" in _speech(result)
+    assert "21.5 degrees" in speech(result)
 
 
 async def test_event_entity_shows_each_call_and_keeps_its_types(
@@ -273,7 +262,7 @@ async def test_event_entity_shows_each_call_and_keeps_its_types(
             after="{water_plants}",
         )
     )
-    result = await _say(hass, "Water the plants")
+    result = await say(hass, "Water the plants")
 
     state = hass.states.get(entity_id)
     assert state.state not in ("unknown", "unavailable")
@@ -347,7 +336,7 @@ async def test_device_trigger_runs_for_its_function(
         )
     )
 
-    result = await _say(hass, "Open the garage and dim the lights")
+    result = await say(hass, "Open the garage and dim the lights")
 
     assert hass.states.get("input_boolean.garage").state == "on"
     outputs = _outputs(_session(emulator))
@@ -358,7 +347,7 @@ async def test_device_trigger_runs_for_its_function(
         "call_g": 1,
         "call_d": 1,
     }
-    assert '"garage": "opening"' in _speech(result)
+    assert '"garage": "opening"' in speech(result)
 
 
 async def test_parallel_calls_each_get_their_own_answer(
@@ -385,7 +374,7 @@ async def test_parallel_calls_each_get_their_own_answer(
         )
     )
 
-    result = await _say(hass, "Two things")
+    result = await say(hass, "Two things")
 
     outputs = _outputs(_session(emulator))
     assert {call_id: len(out) for call_id, out in outputs.items()} == {
@@ -394,7 +383,7 @@ async def test_parallel_calls_each_get_their_own_answer(
     }
     assert str(json.loads(outputs["call_1"][0])["echo"]) == "1"
     assert str(json.loads(outputs["call_2"][0])["echo"]) == "2"
-    assert _speech(result).count("echo") == 2
+    assert speech(result).count("echo") == 2
 
 
 async def test_invalid_arguments_are_refused_and_nothing_fires(
@@ -413,13 +402,13 @@ async def test_invalid_arguments_are_refused_and_nothing_fires(
         )
     )
 
-    result = await _say(hass, "Broken call")
+    result = await say(hass, "Broken call")
 
     outputs = _outputs(_session(emulator))
     assert "not valid JSON" in json.loads(outputs["call_bad"][0])["error"]
     assert "must be a JSON object" in json.loads(outputs["call_list"][0])["error"]
     assert events == []
-    assert "not valid JSON" in _speech(result)
+    assert "not valid JSON" in speech(result)
     entity_id = er.async_get(hass).async_get_entity_id(
         "event", DOMAIN, f"{config_entry.entry_id}_function_call"
     )
@@ -438,13 +427,13 @@ async def test_no_automation_gets_the_default_output(
         )
     )
 
-    result = await _say(hass, "Order pizza")
+    result = await say(hass, "Order pizza")
 
     outputs = _outputs(_session(emulator))
     assert len(outputs["call_p"]) == 1
     assert PASSED_ON in outputs["call_p"][0]
     assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
-    assert PASSED_ON in _speech(result)
+    assert PASSED_ON in speech(result)
 
 
 async def test_invalid_response_still_gets_one_output(
@@ -481,7 +470,7 @@ async def test_invalid_response_still_gets_one_output(
         )
     )
 
-    await _say(hass, "Weather?")
+    await say(hass, "Weather?")
 
     outputs = _outputs(_session(emulator))
     assert len(outputs["call_w"]) == 1
@@ -505,7 +494,7 @@ async def test_late_or_repeated_response_is_dropped(
             after="{slow_thing}",
         )
     )
-    await _say(hass, "Slow one")
+    await say(hass, "Slow one")
 
     with pytest.raises(ServiceValidationError) as err:
         await hass.services.async_call(
@@ -544,7 +533,7 @@ async def test_second_answer_to_one_call_is_refused(
         )
     )
 
-    await _say(hass, "Count")
+    await say(hass, "Count")
 
     outputs = _outputs(_session(emulator))
     assert outputs["call_c"] == ['{"n": 1}']
@@ -563,7 +552,7 @@ async def _start_waiting_call(
             after="{wait_for_it}",
         )
     )
-    turn = hass.async_create_task(_say(hass, "Wait for it"))
+    turn = hass.async_create_task(say(hass, "Wait for it"))
     await until(lambda: len(events) == 1)
     return turn, events[0].data["conversation_id"]
 
@@ -642,7 +631,7 @@ async def test_device_functions_in_a_typed_conversation(
         )
     )
 
-    result = await _say(hass, "Louder and then quiet")
+    result = await say(hass, "Louder and then quiet")
 
     outputs = _outputs(_session(emulator))
     for call_id in ("call_set", "call_adjust", "call_quiet"):
@@ -650,4 +639,4 @@ async def test_device_functions_in_a_typed_conversation(
         assert "typed conversation" in json.loads(outputs[call_id][0])["error"]
     assert "Nothing is playing" in json.loads(outputs["call_stop"][0])["result"]
     assert events == []
-    assert "typed conversation" in _speech(result)
+    assert "typed conversation" in speech(result)

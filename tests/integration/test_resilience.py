@@ -13,39 +13,19 @@ import logging
 import weakref
 
 import aioice.ice
-from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_USER, ConfigEntry, ConfigEntryState
-from homeassistant.core import Context, HomeAssistant
+from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import intent
 import pytest
 
 from custom_components.itannix.const import CONF_MAX_SESSIONS, DOMAIN
-from tests.emulator import EmulatedSession, Emulator
+from tests.emulator import Emulator
 from tests.hostile import HostilePeer
 from tests.network import NetworkProfile
 
 from .conftest import user_input
-from .helpers import until
-
-AGENT = "conversation.itannix_assistant"
-
-
-async def _say(
-    hass: HomeAssistant, text: str, conversation_id: str | None = None
-) -> conversation.ConversationResult:
-    return await conversation.async_converse(
-        hass, text, conversation_id, Context(), language="en", agent_id=AGENT
-    )
-
-
-def _speech(result: conversation.ConversationResult) -> str:
-    return str(result.response.speech["plain"]["speech"])
-
-
-def _peers(emulator: Emulator) -> list[EmulatedSession]:
-    """Realtime sessions that carried conversation turns (not the enrollment's)."""
-    return [s for s in emulator.sessions if s.has_peer and s.received_events]
+from .helpers import conversation_peers, say, speech, until
 
 
 @pytest.fixture
@@ -119,10 +99,10 @@ async def test_absurd_retry_after_reads_as_a_minute(
 ) -> None:
     emulator.faults.status["sessions"] = 429
     emulator.faults.retry_after = retry_after
-    result = await _say(hass, "Hello")
+    result = await say(hass, "Hello")
     assert result.response.response_type is intent.IntentResponseType.ERROR
-    assert "try again in a minute" in _speech(result)
-    assert "inf" not in _speech(result)
+    assert "try again in a minute" in speech(result)
+    assert "inf" not in speech(result)
 
 
 async def test_retry_after_is_rounded_up(
@@ -130,16 +110,16 @@ async def test_retry_after_is_rounded_up(
 ) -> None:
     emulator.faults.status["sessions"] = 429
     emulator.faults.retry_after = "0.4"
-    result = await _say(hass, "Hello")
-    assert "try again in 1 s" in _speech(result)
+    result = await say(hass, "Hello")
+    assert "try again in 1 s" in speech(result)
 
 
 async def test_typed_conversation_receives_no_audio_until_it_speaks(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
     """A typed session is offered send-only: the service streams it no audio."""
-    await _say(hass, "Hello")
-    (session,) = _peers(emulator)
+    await say(hass, "Hello")
+    (session,) = conversation_peers(emulator)
     assert not session.sends_audio
 
 
@@ -156,13 +136,13 @@ async def test_lost_network_mid_turn_is_asked_again(
     told the conversation so far.
     """
     emulator.network = NetworkProfile()
-    first = await _say(hass, "My name is Sam.")
-    (dropped,) = _peers(emulator)
+    first = await say(hass, "My name is Sam.")
+    (dropped,) = conversation_peers(emulator)
     dropped.cut_network()
-    result = await _say(hass, "What is my name?", first.conversation_id)
+    result = await say(hass, "What is my name?", first.conversation_id)
     assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
-    assert "What is my name?" in _speech(result)
-    peers = _peers(emulator)
+    assert "What is my name?" in speech(result)
+    peers = conversation_peers(emulator)
     assert len(peers) == 2
     # Replayed to the fresh session, then asked: the context survived the drop.
     user_items = [
@@ -186,13 +166,13 @@ async def test_a_dropped_peer_is_freed(
     fast_consent: None,
 ) -> None:
     emulator.network = NetworkProfile()
-    await _say(hass, "Hello")
+    await say(hass, "Hello")
     sessions = config_entry.runtime_data.sessions
     (live,) = sessions._live.values()
     pc = weakref.ref(live.session.connection.peer_connection)
     connection = live.session.connection
     del live
-    _peers(emulator)[0].cut_network()
+    conversation_peers(emulator)[0].cut_network()
     async with asyncio.timeout(20):
         await connection.wait_closed()
     del connection
@@ -203,44 +183,47 @@ async def test_a_dropped_peer_is_freed(
     assert pc() is None
 
 
+async def _set_max_sessions(
+    hass: HomeAssistant, config_entry: ConfigEntry, count: int
+) -> None:
+    """Set "Open conversations at most" in the options, as a user does."""
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_MAX_SESSIONS: count}
+    )
+    await hass.async_block_till_done()
+
+
 async def test_session_cap_closes_the_longest_idle(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
     """Past the cap the conversation idle longest is closed; it continues if used."""
-    result = await hass.config_entries.options.async_init(config_entry.entry_id)
-    await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_MAX_SESSIONS: 2}
-    )
-    await hass.async_block_till_done()
-    first = await _say(hass, "One")
-    second = await _say(hass, "Two")
-    await _say(hass, "One again", first.conversation_id)  # "Two" is now idle longest
-    await _say(hass, "Three")
-    peers = _peers(emulator)
+    await _set_max_sessions(hass, config_entry, 2)
+    first = await say(hass, "One")
+    second = await say(hass, "Two")
+    await say(hass, "One again", first.conversation_id)  # "Two" is now idle longest
+    await say(hass, "Three")
+    peers = conversation_peers(emulator)
     await until(lambda: peers[1].closed)
     assert not peers[0].closed
     assert config_entry.runtime_data.sessions.diagnostics()["open"] == 2
     # The closed conversation goes on: a fresh session, told what was said.
-    result = await _say(hass, "Two again", second.conversation_id)
-    assert "Two again" in _speech(result)
+    result = await say(hass, "Two again", second.conversation_id)
+    assert "Two again" in speech(result)
 
 
 async def test_session_cap_with_every_session_busy(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
     """No session can be closed for a new conversation: the user is told, not hung."""
-    result = await hass.config_entries.options.async_init(config_entry.entry_id)
-    await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_MAX_SESSIONS: 1}
-    )
-    await hass.async_block_till_done()
+    await _set_max_sessions(hass, config_entry, 1)
     sessions = config_entry.runtime_data.sessions
     live = await sessions.async_get("busy", audio=False)
     try:
-        result = await _say(hass, "Hello")
+        result = await say(hass, "Hello")
     finally:
         sessions.turn_finished(live)
     assert result.response.response_type is intent.IntentResponseType.ERROR
-    assert "1 conversations are already in progress" in _speech(result)
-    result = await _say(hass, "Hello")  # the busy one is idle now: it makes room
+    assert "1 conversations are already in progress" in speech(result)
+    result = await say(hass, "Hello")  # the busy one is idle now: it makes room
     assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
