@@ -31,6 +31,7 @@ from .const import (
 )
 from .realtime import (
     DEFAULT_TRANSCRIPTION_MODEL,
+    CannotConnectError,
     FunctionCall,
     ItanniXClient,
     ItanniXError,
@@ -191,7 +192,10 @@ class SessionManager:
                 await self.async_close(key)
                 continue
             if live.session.closed:
-                continue
+                # Dropped as soon as it opened: say why rather than open again.
+                raise live.session.connection.close_reason or CannotConnectError(
+                    "The session closed"
+                )
             live.acquire()
             return live
 
