@@ -150,7 +150,6 @@ class RealtimeConnection:
         self.session_info: SessionInfo | None = None
         self._pc: RTCPeerConnection | None = None
         self._channel: RTCDataChannel | None = None
-        self._mic_attached = True
         self._open = False
         self._closed = False
         self._close_reason: ItanniXError | None = None
@@ -199,8 +198,8 @@ class RealtimeConnection:
 
     @property
     def microphone_attached(self) -> bool:
-        """Whether the microphone track is on the sender (encoding audio)."""
-        return self._mic_attached
+        """Whether the microphone is sending (not paused between turns)."""
+        return not self.microphone.paused
 
     @property
     def peer_connection(self) -> RTCPeerConnection | None:
@@ -431,12 +430,10 @@ class RealtimeConnection:
         so an idle session costs the event loop nothing on the way out.
         """
         self.microphone.pause()
-        self._mic_attached = False
 
     def attach_microphone(self) -> None:
         """Resume the microphone: audio flows again, paced from now."""
         self.microphone.resume()
-        self._mic_attached = True
 
     # closing
 
