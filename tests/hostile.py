@@ -55,8 +55,19 @@ class Answer:
 class HostileSession:
     """The far end of one realtime connection."""
 
-    def __init__(self, relays: list[UdpRelay]) -> None:
-        """Created by ``HostilePeer`` for each SDP offer."""
+    def __init__(
+        self,
+        relays: list[UdpRelay],
+        created: dict[str, Any] | None = None,
+        created_delay: float = 0.0,
+    ) -> None:
+        """Created by ``HostilePeer`` for each SDP offer.
+
+        ``created``: the ``session`` of the ``session.created`` sent ``created_delay``
+        seconds after the channel opens (None: never sent).
+        """
+        self._created = created
+        self._created_delay = created_delay
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.relays = relays
         self.channel: RTCDataChannel | None = None
@@ -71,6 +82,15 @@ class HostileSession:
         self.channel = channel
         channel.on("message", self._on_message)
         self.opened.set()
+        if self._created is not None:
+            # Like the service, the first event describes the session.
+            asyncio.get_running_loop().call_later(
+                self._created_delay, self._send_created
+            )
+
+    def _send_created(self) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.send_event({"type": "session.created", "session": self._created})
 
     def _on_message(self, message: str | bytes) -> None:
         try:
@@ -150,6 +170,9 @@ class HostilePeer:
         # instead. Any other path serves a few bytes of WAV.
         self.answers: dict[str, Answer] = {}
         self.network = NetworkProfile()
+        # What each session's session.created says, and when (None: never sent).
+        self.session_created: dict[str, Any] | None = {"tools": [], "instructions": ""}
+        self.created_delay = 0.0
         self.requests: list[Recorded] = []
         self.sessions: list[HostileSession] = []
         self._runner: web.AppRunner | None = None
@@ -224,7 +247,7 @@ class HostilePeer:
         if (answer := self.answers.get("sdp")) is not None:
             return self._answer(answer)
         offer = await request.text()
-        session = HostileSession([])
+        session = HostileSession([], self.session_created, self.created_delay)
         self.sessions.append(session)
         pc = session.pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))

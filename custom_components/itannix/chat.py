@@ -18,6 +18,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import llm
 
 from .functions import CallContext, FunctionDispatcher
+from .prompt import TurnPrompt
 from .realtime import CannotConnectError, FunctionCall
 from .sessions import LiveSession
 
@@ -70,40 +71,15 @@ def _tool_schema(tool: llm.Tool, api: llm.APIInstance) -> dict[str, Any]:
     return schema
 
 
-async def async_prepare_session(
-    live: LiveSession, api: llm.APIInstance | None, prompt: str
-) -> None:
-    """Offer an LLM API's tools and Home Assistant's prompt; once, not every turn."""
-    if api is not None:
-        tools = [_tool_schema(tool, api) for tool in api.tools]
-        signature = tuple(sorted(tool["name"] for tool in tools))
-        if live.installed != signature:
-            own = {tool.get("name") for tool in tools}
-            # session.update replaces the tool list: keep the dashboard's tools.
-            merged = [
-                t for t in live.dashboard_tools if t.get("name") not in own
-            ] + tools
-            await live.session.connection.send(
-                {
-                    "type": "session.update",
-                    "session": {"tools": merged, "tool_choice": "auto"},
-                }
-            )
-            live.installed = signature
-    if prompt and not live.prompt_sent:
-        live.prompt_sent = True
-        # A system message adds Home Assistant's context without replacing the
-        # instructions configured for the assistant in the ItanniX dashboard.
-        await live.session.connection.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "system",
-                    "content": [{"type": "input_text", "text": prompt}],
-                },
-            }
-        )
+async def async_prepare_session(live: LiveSession, prompt: TurnPrompt) -> None:
+    """Give the session this turn's tools and context (sent only when they changed).
+
+    The library adds them to the assistant's own (the ItanniX dashboard's tools and
+    instructions) rather than replacing them.
+    """
+    api = prompt.api
+    tools = [_tool_schema(tool, api) for tool in api.tools] if api is not None else []
+    await live.session.configure(tools=tools, context=prompt.text)
 
 
 async def async_replay_history(
@@ -120,26 +96,11 @@ async def async_replay_history(
     live.history_replayed = True
     if live.turns:
         return  # the session was there all along
-    for content in contents:
-        if content.role not in ("user", "assistant") or not content.content:
-            continue
-        kind = "input_text" if content.role == "user" else "text"
-        await live.session.connection.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": content.role,
-                    "content": [{"type": kind, "text": content.content}],
-                },
-            }
-        )
-
-
-def system_prompt(chat_log: conversation.ChatLog) -> str:
-    """The system prompt Home Assistant prepared for this turn, if any."""
-    system = chat_log.content[0] if chat_log.content else None
-    return system.content if isinstance(system, conversation.SystemContent) else ""
+    await live.session.add_history(
+        (content.role, content.content)
+        for content in contents
+        if content.role in ("user", "assistant") and content.content
+    )
 
 
 class TurnStream:
@@ -263,9 +224,10 @@ async def async_run_text_turn(
     agent_id: str,
     text: str,
     dispatcher: FunctionDispatcher,
+    prompt: TurnPrompt,
 ) -> None:
     """Send ``text`` and stream the assistant's reply (and tool calls) into the log."""
-    await async_prepare_session(live, chat_log.llm_api, system_prompt(chat_log))
+    await async_prepare_session(live, prompt)
     # The log already ends with this message, which ask() sends itself.
     await async_replay_history(live, chat_log.content[:-1])
 

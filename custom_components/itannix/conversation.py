@@ -7,7 +7,7 @@ import math
 from typing import Literal
 
 from homeassistant.components import conversation
-from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
+from homeassistant.const import CONF_PROMPT, MATCH_ALL
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent
@@ -16,13 +16,14 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .chat import DroppedBeforeReplyError, async_run_text_turn
 from .const import DOMAIN, LOGGER, TURN_TIMEOUT
 from .entity import ItanniXEntity
+from .prompt import TurnPrompt, async_turn_prompt, selected_apis
 from .realtime import (
     AuthenticationError,
     CannotConnectError,
     ItanniXError,
     RateLimitedError,
 )
-from .runtime import ItanniXConfigEntry
+from .runtime import ItanniXConfigEntry, async_note_failure
 from .sessions import SessionLimitError, SessionManager
 from .voice import async_speak_reply, claim_turn
 
@@ -71,7 +72,7 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
     def __init__(self, entry: ItanniXConfigEntry) -> None:
         """Initialize the agent."""
         super().__init__(entry, "conversation")
-        if entry.options.get(CONF_LLM_HASS_API):
+        if selected_apis(entry):
             self._attr_supported_features = (
                 conversation.ConversationEntityFeature.CONTROL
             )
@@ -87,21 +88,15 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
         chat_log: conversation.ChatLog,
     ) -> conversation.ConversationResult:
         """Send the message to the conversation's realtime session."""
-        options = self.entry.options
-        if options.get(CONF_LLM_HASS_API) or options.get(CONF_PROMPT):
-            try:
-                await chat_log.async_provide_llm_data(
-                    user_input.as_llm_context(DOMAIN),
-                    options.get(CONF_LLM_HASS_API),
-                    options.get(CONF_PROMPT),
-                    user_input.extra_system_prompt,
-                )
-            except conversation.ConverseError as err:
-                return err.as_conversation_result()
-
-        sessions = self.entry.runtime_data.sessions
         # A spoken turn already has its reply under way in the satellite's session.
         voice = claim_turn(self.entry, user_input.text)
+        try:
+            prompt = await self._async_prompt(user_input, chat_log)
+        except conversation.ConverseError as err:
+            if voice is not None:
+                voice.fail(err)
+            return err.as_conversation_result()
+        sessions = self.entry.runtime_data.sessions
         key = voice.live.key if voice is not None else chat_log.conversation_id
         try:
             async with asyncio.timeout(TURN_TIMEOUT):
@@ -110,7 +105,9 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
                         self.hass, voice, chat_log, self.entity_id, user_input
                     )
                 else:
-                    await self._async_typed_turn(sessions, key, chat_log, user_input)
+                    await self._async_typed_turn(
+                        sessions, key, chat_log, user_input, prompt
+                    )
         except asyncio.CancelledError:
             # The satellite moved on (a new wake, a disconnect): stop the reply.
             if voice is not None:
@@ -119,12 +116,33 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
         except (ItanniXError, TimeoutError) as err:
             LOGGER.warning("ItanniX turn failed: %s", err)
             if voice is not None:
-                voice.abandon()
+                voice.fail(err)
             await sessions.async_close(key)
-            if isinstance(err, AuthenticationError):
-                self.entry.async_start_reauth(self.hass)
+            async_note_failure(self.hass, self.entry, err)
             return self._error_result(user_input, chat_log, _failure(err))
         return conversation.async_get_result_from_chat_log(user_input, chat_log)
+
+    async def _async_prompt(
+        self,
+        user_input: conversation.ConversationInput,
+        chat_log: conversation.ChatLog,
+    ) -> TurnPrompt:
+        """Build the turn's tools and context; the chat log gets the LLM API too."""
+        options = self.entry.options
+        llm_context = user_input.as_llm_context(DOMAIN)
+        if selected_apis(self.entry) or options.get(CONF_PROMPT):
+            await chat_log.async_provide_llm_data(
+                llm_context,
+                selected_apis(self.entry) or None,
+                options.get(CONF_PROMPT),
+                user_input.extra_system_prompt,
+            )
+        extra = user_input.extra_system_prompt or getattr(
+            chat_log, "extra_system_prompt", None
+        )
+        return await async_turn_prompt(
+            self.hass, self.entry, llm_context, extra, chat_log.llm_api
+        )
 
     async def _async_typed_turn(
         self,
@@ -132,6 +150,7 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
         key: str,
         chat_log: conversation.ChatLog,
         user_input: conversation.ConversationInput,
+        prompt: TurnPrompt,
     ) -> None:
         for attempt in range(2):
             live = await sessions.async_get(key, audio=False)
@@ -144,6 +163,7 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
                         self.entity_id,
                         user_input.text,
                         self.entry.runtime_data.functions,
+                        prompt,
                     )
             except DroppedBeforeReplyError:
                 if attempt:

@@ -9,6 +9,7 @@ announce, or a media player, hears the line without being able to answer.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from homeassistant.components import tts
@@ -18,7 +19,7 @@ from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.util.ulid import ulid_now
 
-from .const import DOMAIN
+from .const import DOMAIN, TURN_TIMEOUT
 from .entity import async_entity_id
 from .playback import async_play
 from .realtime import ItanniXError
@@ -51,9 +52,18 @@ async def _async_opening_line(entry: ItanniXConfigEntry) -> str:
     sessions = entry.runtime_data.sessions
     key = ulid_now()
     try:
-        live = await sessions.async_get(key, audio=False)
-        reply = await live.session.respond(OPENING_INSTRUCTIONS)
-        return (await reply.text()).strip()
+        # Bounded like any turn: an answer that never ends must not hang the automation.
+        async with asyncio.timeout(TURN_TIMEOUT):
+            live = await sessions.async_get(key, audio=False)
+            try:
+                reply = await live.session.respond(OPENING_INSTRUCTIONS)
+                return (await reply.text()).strip()
+            finally:
+                sessions.turn_finished(live)
+    except TimeoutError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN, translation_key="turn_timeout"
+        ) from err
     except ItanniXError as err:
         raise HomeAssistantError(
             translation_domain=DOMAIN,

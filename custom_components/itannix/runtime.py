@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
 
-from .realtime import ItanniXClient
+from .realtime import AuthenticationError, ItanniXClient
 
 if TYPE_CHECKING:
     from .functions import FunctionDispatcher
@@ -24,3 +25,11 @@ class ItanniXRuntime:
 
 
 type ItanniXConfigEntry = ConfigEntry[ItanniXRuntime]
+
+
+def async_note_failure(
+    hass: HomeAssistant, entry: ItanniXConfigEntry, err: BaseException
+) -> None:
+    """A turn failed: credentials the service refused start reauthentication."""
+    if isinstance(err, AuthenticationError):
+        entry.async_start_reauth(hass)

@@ -37,10 +37,15 @@ from .realtime import (
     ItanniXError,
     RealtimeConnection,
     RealtimeSession,
+    SessionExpiredError,
 )
 from .runtime import ItanniXConfigEntry
 
 type CallHandler = Callable[[FunctionCall], Awaitable[str]]
+
+# A session is renewed between turns once it reached this share of the longest the
+# service was seen to keep one.
+RENEW_AT = 0.9
 
 
 class SessionLimitError(ItanniXError):
@@ -71,16 +76,10 @@ class LiveSession:
         self._unused.set()
         # One turn at a time: the service answers one response per conversation.
         self.lock = asyncio.Lock()
-        # Tools the assistant has from its dashboard configuration (session.created).
-        self.dashboard_tools: list[dict[str, Any]] = []
-        # What this integration last installed with session.update, to send it once.
-        self.installed: tuple[str, ...] | None = None
         self.call_handler: CallHandler | None = None
         self.turns = 0
         # Whether the conversation's earlier messages were given to this session.
         self.history_replayed = False
-        # Whether Home Assistant's system prompt was given to this session.
-        self.prompt_sent = False
         self._cancel_idle: CALLBACK_TYPE | None = None
 
     async def handle_call(self, call: FunctionCall) -> str:
@@ -88,17 +87,6 @@ class LiveSession:
         if self.call_handler is None:
             return '{"error": "No turn is waiting for this function call"}'
         return await self.call_handler(call)
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        """Remember the assistant's own tools, announced when the session starts."""
-        if event.get("type") in ("session.created", "session.updated") and isinstance(
-            session := event.get("session"), dict
-        ):
-            tools = session.get("tools")
-            if isinstance(tools, list) and self.installed is None:
-                self.dashboard_tools = [
-                    tool for tool in tools if isinstance(tool, dict)
-                ]
 
     def acquire(self) -> None:
         """A turn takes the session."""
@@ -178,6 +166,16 @@ class SessionManager:
             return None
         return live
 
+    def _near_its_end(self, live: LiveSession) -> bool:
+        """Whether the service is about to end the session at its maximum duration.
+
+        The service ends sessions at a maximum duration it does not publish; once it
+        has ended one, sessions that old are replaced between turns (the new one is
+        given the conversation so far) instead of expiring mid-turn.
+        """
+        cap = self._client.session_cap
+        return cap is not None and live.session.age >= cap * RENEW_AT
+
     async def async_get(self, key: str, *, audio: bool) -> LiveSession:
         """Return the conversation's session for a turn, opening one if needed.
 
@@ -201,7 +199,10 @@ class SessionManager:
 
     async def _async_get(self, key: str, *, audio: bool) -> LiveSession:
         if (live := self.get(key)) is not None:
-            return live
+            if not (live.users == 0 and self._near_its_end(live)):
+                return live
+            LOGGER.debug("Renewing the realtime session of conversation %s", key)
+            await self.async_close(key)
         if (pending := self._opening.get(key)) is not None:
             return await asyncio.shield(pending)
         self._make_room()
@@ -249,7 +250,6 @@ class SessionManager:
         session = RealtimeSession(connection)
         live = LiveSession(key, session, receives_audio=audio)
         session.function_handler = live.handle_call
-        connection.add_listener(live.on_event)
         try:
             await session.connect()
         except BaseException:
@@ -257,7 +257,12 @@ class SessionManager:
             raise
 
         def _closed(reason: ItanniXError | None) -> None:
-            if reason is not None:
+            if isinstance(reason, SessionExpiredError):
+                # Expected: the next turn gets a fresh session with the conversation.
+                LOGGER.info(
+                    "The realtime session of conversation %s expired: %s", key, reason
+                )
+            elif reason is not None:
                 # The one line a drop logs; the turn it interrupted, if any, is
                 # retried or fails on its own.
                 LOGGER.warning(

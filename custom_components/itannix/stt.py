@@ -12,7 +12,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .const import LOGGER
 from .entity import ItanniXEntity
 from .realtime import ItanniXError
-from .runtime import ItanniXConfigEntry
+from .runtime import ItanniXConfigEntry, async_note_failure
 from .voice import async_listen
 
 PARALLEL_UPDATES = 0
@@ -79,7 +79,7 @@ class ItanniXSpeechToText(stt.SpeechToTextEntity, ItanniXEntity):
             )
         except (ItanniXError, TimeoutError) as err:
             LOGGER.warning("The assistant could not listen: %s", err)
+            async_note_failure(self.hass, self.entry, err)
             return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
-        if transcript is None:
-            return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
+        # Nothing heard is an empty success: the pipeline reports "no text recognized".
         return stt.SpeechResult(transcript, stt.SpeechResultState.SUCCESS)

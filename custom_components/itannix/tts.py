@@ -94,16 +94,16 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
     ) -> TTSAudioResponse:
         """Play the current spoken turn's own voice; synthesize anything else."""
         voice = current_turn()
-        if voice is not None and voice.entry is self.entry:
-            if voice.claimed and not voice.audio_claimed:
-                voice.claim_audio()
-                if player := self.entry.options.get(CONF_MEDIA_PLAYER):
-                    return self._play_elsewhere(voice, player)
-                # The text is what the assistant is saying; its voice is already here.
-                return TTSAudioResponse("wav", voice.audio_stream())
-            if not voice.claimed:
-                # Another agent answered this pipeline: our reply is not wanted.
-                voice.abandon()
+        # The spoken turn decides: its reply's own voice, or the text synthesized
+        # (another agent's reply, or the error of a turn that failed).
+        if (
+            voice is not None
+            and voice.entry is self.entry
+            and (audio := voice.tts_stream()) is not None
+        ):
+            if player := self.entry.options.get(CONF_MEDIA_PLAYER):
+                return self._play_elsewhere(voice, audio, player)
+            return TTSAudioResponse("wav", audio)
         message = "".join([chunk async for chunk in request.message_gen])
         extension, data = await self.async_get_tts_audio(
             message, request.language, request.options
@@ -118,13 +118,15 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
 
         return TTSAudioResponse(extension or "mp3", data_gen())
 
-    def _play_elsewhere(self, voice: VoiceTurn, player: str) -> TTSAudioResponse:
+    def _play_elsewhere(
+        self, voice: VoiceTurn, audio: AsyncGenerator[bytes], player: str
+    ) -> TTSAudioResponse:
         """Send the reply's voice to the chosen media player.
 
         The satellite gets a moment of silence instead of a second copy.
         """
         url = async_get_relay(self.hass).async_register(
-            voice.audio_stream, "audio/wav", voice.finish
+            lambda: audio, "audio/wav", voice.finish
         )
         self.entry.async_create_background_task(
             self.hass, async_play(self.hass, player, url), f"{DOMAIN} play reply"

@@ -1,29 +1,43 @@
 """The voice path: one realtime turn across Home Assistant's STT, conversation and TTS.
 
 Home Assistant's Assist pipeline runs speech-to-text, the conversation agent and
-text-to-speech as three stages. Here they are one realtime turn: the STT entity streams the
-satellite's audio into the conversation's session and returns what the service heard; the
-conversation entity then streams that turn's reply; the TTS entity plays that turn's own
-recorded voice. The stages find their turn through a context variable: a pipeline runs all
-its stages in one task (and the TTS task is created from it), so two satellites talking at
-once never see each other's turn. This module is the only place that knows this, so the
-voice path can move to Home Assistant's audio-to-audio hook once that ships.
+text-to-speech as three stages. Here they are one realtime turn, owned by a
+``VoiceTurn`` with one explicit state:
+
+    LISTENING ─heard─▶ HEARD ─claim─▶ REPLYING ─replied─▶ REPLIED
+                                         │                   │
+                                         └─tts_stream─▶ SPEAKING ◀─tts_stream─┘
+                                                         │ voice streamed
+                                                         ▼
+                                                        DONE
+
+    Any state before SPEAKING ends ABANDONED when nobody takes the reply (no claim in
+    time, another agent answered, the pipeline was cancelled), and REPLYING or REPLIED
+    ends FAILED when the conversation stage fails: its error text is then synthesized
+    by the REST voice instead of the reply's own voice playing.
+
+The STT entity streams the satellite's audio into the conversation's session and returns
+what the service heard (``async_listen``); the conversation entity claims the turn and
+streams its reply (``async_speak_reply``); the TTS entity asks the turn what to play
+(``tts_stream``: the reply's own voice, or nothing, and then the text is synthesized).
+The stages find their turn through a context variable: a pipeline runs all its stages in
+one task (and the TTS task is created from it), so two satellites talking at once never
+see each other's turn. This module is the only place that knows this.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
-import contextlib
 from contextvars import ContextVar
+from enum import StrEnum
 import json
 import struct
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.components import conversation
-from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
+from homeassistant.components.conversation.chat_log import DATA_CHAT_LOGS
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import chat_session, llm
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util.ulid import ulid_now
@@ -36,7 +50,14 @@ from .chat import (
 )
 from .const import CONF_MEDIA_PLAYER, DOMAIN, LOGGER
 from .functions import CallContext
-from .realtime import AudioTurn, FunctionCall, ItanniXError
+from .prompt import TurnPrompt, async_spoken_turn_prompt
+from .realtime import (
+    AudioTurn,
+    CannotConnectError,
+    FunctionCall,
+    ItanniXError,
+    TranscriptionError,
+)
 from .runtime import ItanniXConfigEntry
 from .sessions import CallHandler, LiveSession
 
@@ -49,10 +70,33 @@ CLAIM_TIMEOUT = 5.0
 SPEECH_TIMEOUT = 8.0
 # How long a finished reply's voice waits for the TTS stage before it is dropped.
 AUDIO_CLAIM_TIMEOUT = 30.0
+# What a spoken turn keeps of the user's audio, to say it again to a fresh session
+# when the first one drops before answering (seconds).
+REPLAY_SECONDS = 30
+# The transcript shown when the service answered speech it could not transcribe.
+UNTRANSCRIBED: Final = "…"
 
 _current_turn: ContextVar[VoiceTurn | None] = ContextVar(
     "itannix_voice_turn", default=None
 )
+
+
+class VoiceState(StrEnum):
+    """Where a spoken turn is."""
+
+    LISTENING = "listening"
+    HEARD = "heard"
+    REPLYING = "replying"
+    REPLIED = "replied"
+    SPEAKING = "speaking"
+    DONE = "done"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+
+_OVER: Final = frozenset({VoiceState.DONE, VoiceState.FAILED, VoiceState.ABANDONED})
+# The reply's own voice can be played from these states.
+_VOICED: Final = frozenset({VoiceState.REPLYING, VoiceState.REPLIED})
 
 
 def wav_header(sample_rate: int = SAMPLE_RATE) -> bytes:
@@ -86,21 +130,25 @@ class VoiceTurn:
         live: LiveSession,
         turn: AudioTurn,
     ) -> None:
-        """Wrap a started audio turn."""
+        """Own a started audio turn (and the session it holds) until it is over."""
         self.hass = hass
         self.entry = entry
         self.live = live
         self.turn = turn
+        self.state = VoiceState.LISTENING
         self.transcript: str | None = None
-        self.claimed = False
-        self.audio_claimed = False
         self._calls: asyncio.Future[CallHandler] = hass.loop.create_future()
         self._deadline: CALLBACK_TYPE | None = None
-        self._finished = False
         # A session that closes (idle, unload, dropped) ends the turn with it.
         self._unlisten = live.session.connection.add_close_listener(
-            lambda _reason: self.finish()
+            lambda _reason: self._closed()
         )
+        live.call_handler = self.handle_call
+
+    @property
+    def finished(self) -> bool:
+        """Whether Home Assistant is done with this turn."""
+        return self.state in _OVER
 
     # function calls
 
@@ -118,53 +166,76 @@ class VoiceTurn:
         if not self._calls.done():
             self._calls.set_result(handler)
 
-    # stages
+    # transitions
 
-    def claim(self) -> None:
-        """The conversation stage takes the reply."""
-        self.claimed = True
-        self._cancel_deadline()
-
-    def reply_done(self) -> None:
-        """The reply text is complete: its voice now waits for the TTS stage."""
-        if not self.audio_claimed:
-            self._set_deadline(AUDIO_CLAIM_TIMEOUT, self.finish)
-
-    def claim_audio(self) -> None:
-        """The TTS stage takes the reply's voice."""
-        self.audio_claimed = True
-        self._cancel_deadline()
-
-    def expect_claim(self) -> None:
-        """The transcript is out: the conversation stage should follow at once."""
+    def heard(self, transcript: str) -> None:
+        """LISTENING → HEARD: the conversation stage should claim the reply at once."""
+        if self.state is not VoiceState.LISTENING:
+            return
+        self.transcript = transcript
+        self.state = VoiceState.HEARD
         self._set_deadline(CLAIM_TIMEOUT, self.abandon)
 
-    @property
-    def finished(self) -> bool:
-        """Whether Home Assistant is done with this turn."""
-        return self._finished
+    def claim(self) -> bool:
+        """HEARD → REPLYING: the conversation stage takes the reply."""
+        if self.state is not VoiceState.HEARD:
+            return False
+        self.state = VoiceState.REPLYING
+        self._cancel_deadline()
+        return True
+
+    def replied(self) -> None:
+        """REPLYING → REPLIED: the text is complete; the voice waits for the TTS stage."""
+        if self.state is VoiceState.REPLYING:
+            self.state = VoiceState.REPLIED
+            self._set_deadline(AUDIO_CLAIM_TIMEOUT, self.finish)
+
+    @callback
+    def fail(self, err: BaseException) -> None:
+        """The conversation stage failed: stop the reply; its error is spoken instead."""
+        if self.finished:
+            return
+        LOGGER.debug("Voice turn failed in conversation %s: %s", self.live.key, err)
+        self._stop_reply()
+        self._end(VoiceState.FAILED)
 
     @callback
     def abandon(self) -> None:
         """Nobody takes the reply: stop it, and let no function call wait for it."""
-        if self._finished:
+        if self.finished:
             return
         LOGGER.debug("Voice turn abandoned in conversation %s", self.live.key)
-        # Audio still queued, or heard but not yet committed, would otherwise be
-        # taken as the start of the next utterance.
-        self.live.session.connection.microphone.clear()
-        self.hass.async_create_background_task(
-            self._async_cancel(), f"{DOMAIN} cancel unused reply"
-        )
-        self.attach_calls(_unattended_call)
-        self.finish()
+        self._stop_reply()
+        self._end(VoiceState.ABANDONED)
 
     @callback
     def finish(self) -> None:
-        """The turn is over for Home Assistant: release its audio, start the idle clock."""
-        if self._finished:
-            return
-        self._finished = True
+        """The voice was played (or its wait ran out)."""
+        if not self.finished:
+            self._end(VoiceState.DONE)
+
+    def _stop_reply(self) -> None:
+        # Audio still queued, or heard but not yet committed, would otherwise be taken
+        # as the start of the next utterance.
+        self.hass.async_create_background_task(
+            self._async_stop_reply(), f"{DOMAIN} cancel unused reply"
+        )
+
+    async def _async_stop_reply(self) -> None:
+        await self.turn.cancel()
+        await self.live.session.clear_input_audio()
+
+    def _closed(self) -> None:
+        if not self.finished:
+            self._end(
+                VoiceState.DONE
+                if self.state is VoiceState.SPEAKING
+                else VoiceState.ABANDONED
+            )
+
+    def _end(self, state: VoiceState) -> None:
+        """Enter a final state: release the audio, the calls and the session."""
+        self.state = state
         self._unlisten()
         self._cancel_deadline()
         self.attach_calls(_unattended_call)
@@ -172,13 +243,6 @@ class VoiceTurn:
         if self.live.call_handler == self.handle_call:
             self.live.call_handler = None
         self.entry.runtime_data.sessions.turn_finished(self.live)
-
-    async def _async_cancel(self) -> None:
-        await self.turn.cancel()
-        with contextlib.suppress(ItanniXError):
-            await self.live.session.connection.send(
-                {"type": "input_audio_buffer.clear"}
-            )
 
     def _set_deadline(self, delay: float, action: Callable[[], None]) -> None:
         self._cancel_deadline()
@@ -197,14 +261,30 @@ class VoiceTurn:
 
     # audio out
 
-    async def audio_stream(self) -> AsyncGenerator[bytes]:
+    def tts_stream(self) -> AsyncGenerator[bytes] | None:
+        """What the TTS stage plays: the reply's own voice, or None (synthesize).
+
+        Not claimed by the conversation stage means another agent answered: our reply
+        is not wanted. A failed or abandoned turn's text (an error) is not in its
+        voice: it is synthesized.
+        """
+        if self.state is VoiceState.HEARD:
+            self.abandon()
+        if self.state not in _VOICED:
+            return None
+        self.state = VoiceState.SPEAKING
+        self._cancel_deadline()
+        return self._audio_stream()
+
+    async def _audio_stream(self) -> AsyncGenerator[bytes]:
         """The assistant's voice for this turn as a 16 kHz mono WAV stream."""
         try:
             yield wav_header()
             async for chunk in self.turn.reply_audio():
                 yield chunk
         except ItanniXError as err:
-            LOGGER.warning("The assistant's voice was cut off: %s", err)
+            # The conversation stage reported the failure already, if it was one.
+            LOGGER.debug("The assistant's voice was cut off: %s", err)
         finally:
             self.finish()
 
@@ -226,12 +306,10 @@ def claim_turn(entry: ItanniXConfigEntry, text: str) -> VoiceTurn | None:
     if (
         voice is None
         or voice.entry is not entry
-        or voice.claimed
-        or voice.finished
         or voice.transcript != text
+        or not voice.claim()
     ):
         return None
-    voice.claim()
     return voice
 
 
@@ -265,38 +343,83 @@ async def async_speak_reply(
         async for delta in voice.turn.reply_deltas():
             stream.text(delta)
 
+    await async_stream_reply(hass, chat_log, agent_id, produce)
+    voice.replied()
+
+
+# listening
+
+
+def _chat_log(hass: HomeAssistant, key: str) -> conversation.ChatLog | None:
+    """The conversation's chat log, read without opening a turn in it."""
+    return hass.data.get(DATA_CHAT_LOGS, {}).get(key)
+
+
+class _Microphone:
+    """The satellite's audio into the current turn, kept (bounded) for a retry."""
+
+    def __init__(self) -> None:
+        self._kept = bytearray()
+        self.complete = True
+        self.turn: AudioTurn | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if len(self._kept) + len(chunk) <= REPLAY_SECONDS * SAMPLE_RATE * 2:
+            self._kept += chunk
+        else:
+            self.complete = False
+        if self.turn is not None:
+            self.turn.feed_audio(chunk)
+
+    def switch(self, turn: AudioTurn) -> None:
+        """Say everything again to a new turn (a fresh session)."""
+        self.turn = turn
+        turn.feed_audio(bytes(self._kept))
+
+
+async def _async_start(
+    hass: HomeAssistant,
+    entry: ItanniXConfigEntry,
+    key: str,
+    prompt: TurnPrompt,
+    chat_log: conversation.ChatLog | None,
+) -> VoiceTurn:
+    """Open (or reuse) the conversation's session and start listening on it."""
+    sessions = entry.runtime_data.sessions
+    live = await sessions.async_get(key, audio=True)
     try:
-        await async_stream_reply(hass, chat_log, agent_id, produce)
+        # The service answers as soon as speech ends: the tools must be there before.
+        await async_prepare_session(live, prompt)
+        # A fresh session gets the conversation so far (e.g. the opening line of an
+        # automation's start_conversation), once.
+        await async_replay_history(live, list(chat_log.content) if chat_log else [])
+        # A new turn on the same conversation interrupts a reply still playing.
+        turn = await live.session.start_audio_turn()
+    except BaseException:
+        # No voice turn holds the session yet: hand it back so it counts down.
+        sessions.turn_finished(live)
+        raise
+    return VoiceTurn(hass, entry, live, turn)
+
+
+async def _async_hear(voice: VoiceTurn, feeder: asyncio.Task[None]) -> str | None:
+    """Wait for what the service heard (the transcript may follow the reply)."""
+    heard = asyncio.ensure_future(voice.turn.transcript())
+    try:
+        await asyncio.wait((heard, feeder), return_when=asyncio.FIRST_COMPLETED)
+        if not heard.done():
+            # The satellite stopped sending; the service still needs to hear the
+            # trailing silence that ends the utterance.
+            await asyncio.wait((heard,), timeout=SPEECH_TIMEOUT)
+        if not heard.done():
+            return None
+        try:
+            return heard.result()
+        except TranscriptionError as err:
+            LOGGER.debug("The service could not transcribe the speech: %s", err)
+            return None
     finally:
-        voice.reply_done()
-
-
-async def _llm_api(
-    hass: HomeAssistant, entry: ItanniXConfigEntry, language: str
-) -> tuple[llm.APIInstance | None, str]:
-    """Return the selected LLM API and its prompt, before the user speaks.
-
-    The service answers as soon as speech ends, so the tools must be installed by then.
-    """
-    extra = entry.options.get(CONF_PROMPT) or ""
-    if not (api_id := entry.options.get(CONF_LLM_HASS_API)):
-        return None, extra
-    try:
-        api = await llm.async_get_api(
-            hass,
-            api_id,
-            llm.LLMContext(
-                platform=DOMAIN,
-                context=None,
-                language=language,
-                assistant="conversation",
-                device_id=None,
-            ),
-        )
-    except HomeAssistantError as err:
-        LOGGER.warning("LLM API %s is not available: %s", api_id, err)
-        return None, extra
-    return api, "\n".join(part for part in (extra, api.api_prompt) if part)
+        heard.cancel()
 
 
 async def async_listen(
@@ -304,58 +427,64 @@ async def async_listen(
     entry: ItanniXConfigEntry,
     language: str,
     stream: AsyncIterable[bytes],
-) -> str | None:
+) -> str:
     """Stream the user's speech into the conversation's session; return the transcript.
 
-    None when the service heard no speech. The turn stays current for the pipeline's
-    conversation and TTS stages.
+    Empty when the service heard nothing. The turn stays current for the pipeline's
+    conversation and TTS stages. A session that drops before answering is replaced
+    once, and told again what the user said.
     """
-    sessions = entry.runtime_data.sessions
     session = chat_session.current_session.get()
     key = session.conversation_id if session is not None else ulid_now()
-    live = await sessions.async_get(key, audio=True)
-    try:
-        api, prompt = await _llm_api(hass, entry, language)
-        await async_prepare_session(live, api, prompt)
-        if session is not None:
-            # E.g. the opening line of an automation's start_conversation is in the log.
-            with conversation.async_get_chat_log(hass, session) as chat_log:
-                history = list(chat_log.content)
-            await async_replay_history(live, history)
-        # A new turn on the same conversation interrupts a reply still playing
-        # (barge-in).
-        turn = await live.session.start_audio_turn()
-    except BaseException:
-        # No voice turn holds the session yet: hand it back so it counts down.
-        sessions.turn_finished(live)
-        raise
-    voice = VoiceTurn(hass, entry, live, turn)
-    live.call_handler = voice.handle_call
+    chat_log = _chat_log(hass, key)
+    llm_context = llm.LLMContext(
+        platform=DOMAIN,
+        context=None,
+        language=language,
+        assistant=conversation.DOMAIN,
+        device_id=None,
+    )
+    prompt = await async_spoken_turn_prompt(
+        hass,
+        entry,
+        llm_context,
+        getattr(chat_log, "extra_system_prompt", None),
+    )
+    microphone = _Microphone()
+    voice = await _async_start(hass, entry, key, prompt, chat_log)
+    microphone.switch(voice.turn)
     _current_turn.set(voice)
 
     async def feed() -> None:
         async for chunk in stream:
-            turn.feed_audio(chunk)
+            microphone.feed(chunk)
 
     feeder = hass.async_create_task(feed(), f"{DOMAIN} microphone", eager_start=True)
-    heard = asyncio.ensure_future(turn.transcript())
     try:
-        await asyncio.wait((heard, feeder), return_when=asyncio.FIRST_COMPLETED)
-        if not heard.done():
-            # The satellite stopped sending; the service still needs to hear the
-            # trailing silence that ends the utterance.
-            await asyncio.wait((heard,), timeout=SPEECH_TIMEOUT)
-        transcript = heard.result() if heard.done() else None
+        for attempt in range(2):
+            try:
+                transcript = await _async_hear(voice, feeder)
+                break
+            except CannotConnectError:
+                if attempt or voice.turn.responses or not microphone.complete:
+                    raise
+                # Dropped before it answered: say it all again on a fresh session.
+                LOGGER.debug("Listening again on a fresh session (%s)", key)
+                voice.abandon()
+                voice = await _async_start(hass, entry, key, prompt, chat_log)
+                microphone.switch(voice.turn)
+                _current_turn.set(voice)
     except BaseException:
         voice.abandon()
         raise
     finally:
-        for task in (heard, feeder):
-            task.cancel()
-        await asyncio.gather(heard, feeder, return_exceptions=True)
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+    if not transcript and voice.turn.responses:
+        # The assistant answered what it heard; only the transcript is missing.
+        transcript = UNTRANSCRIBED
     if not transcript:
         voice.abandon()
-        return None
-    voice.transcript = transcript
-    voice.expect_claim()
+        return ""
+    voice.heard(transcript)
     return transcript

@@ -271,7 +271,9 @@ async def test_new_wake_interrupts_the_assistant(
     await asyncio.gather(story, return_exceptions=True)
     (session,) = voice_sessions(emulator)
     types = [e["type"] for e in session.received_events]
-    assert types.index("response.cancel") < types.index("output_audio_buffer.clear")
+    # The story is cut: its response cancelled, then its voice cleared.
+    cancel = types.index("response.cancel")
+    assert "output_audio_buffer.clear" in types[cancel:], types
     # The new turn's audio came after the cut.
     assert session.speech_started_count == 3
     assert kitchen.reply() == "Okay."

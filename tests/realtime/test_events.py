@@ -21,6 +21,7 @@ from custom_components.itannix.realtime import (
     Usage,
     parse_event,
 )
+from custom_components.itannix.realtime.events import SessionCreated
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,8 @@ from custom_components.itannix.realtime import (
                 "evt_1",
             ),
         ),
-        ({"type": "session.created", "session": {}}, None),
+        ({"type": "session.created", "session": {}}, SessionCreated({})),
+        ({"type": "session.updated", "session": {}}, None),
         ({"no": "type"}, None),
     ],
 )

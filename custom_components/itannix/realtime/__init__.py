@@ -18,6 +18,7 @@ from .client import (
     Voice,
     validate_base_url,
 )
+from .config import AssistantConfig
 from .connection import (
     DEFAULT_CHANNEL_LABEL,
     DEFAULT_TRANSCRIPTION_MODEL,
@@ -51,7 +52,16 @@ from .events import (
     parse_event,
 )
 from .ice import build_rtc_configuration, sanitize_ice_servers
-from .session import AudioTurn, FunctionHandler, RealtimeSession, Reply
+from .session import (
+    AudioTurn,
+    FunctionHandler,
+    IncompleteReplyError,
+    RealtimeSession,
+    Reply,
+    SessionExpiredError,
+    Turn,
+)
+from .turns import TranscriptionError
 
 __all__ = [
     "DEFAULT_APP_SOURCE",
@@ -59,6 +69,7 @@ __all__ = [
     "DEFAULT_CHANNEL_LABEL",
     "DEFAULT_TRANSCRIPTION_MODEL",
     "MAX_TTS_CHARS",
+    "AssistantConfig",
     "AudioSubscription",
     "AudioTurn",
     "AuthenticationError",
@@ -70,6 +81,7 @@ __all__ = [
     "FunctionCallTracker",
     "FunctionHandler",
     "IceServer",
+    "IncompleteReplyError",
     "InputTranscript",
     "InvalidUrlError",
     "ItanniXClient",
@@ -85,6 +97,7 @@ __all__ = [
     "ResponseDone",
     "ServerError",
     "ServerErrorEvent",
+    "SessionExpiredError",
     "SessionInfo",
     "SpeakerSink",
     "SpeechStarted",
@@ -94,6 +107,8 @@ __all__ = [
     "TextDone",
     "TranscriptDelta",
     "TranscriptDone",
+    "TranscriptionError",
+    "Turn",
     "Usage",
     "Voice",
     "build_rtc_configuration",

@@ -185,6 +185,8 @@ class ItanniXClient:
         self.log_once = OnceLogger(_LOGGER)
         # STUN/TURN servers that did not answer, left out of later set-ups a while.
         self.ice_health = IceServerHealth()
+        # The shortest lifetime the service has ended a session at (seconds), if seen.
+        self.session_cap: float | None = None
 
     def __repr__(self) -> str:
         """Return a representation without the secrets."""
@@ -375,6 +377,11 @@ class ItanniXClient:
             return json.loads(body)
         except ValueError:
             raise ProtocolError(f"The {what} answer is not valid JSON") from None
+
+    def note_session_expired(self, age: float) -> None:
+        """The service ended a session at its maximum duration, ``age`` seconds in."""
+        if age > 0 and (self.session_cap is None or age < self.session_cap):
+            self.session_cap = age
 
     def redact(self, text: str) -> str:
         """Return ``text`` without this client's secret or workspace key.

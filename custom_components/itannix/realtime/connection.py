@@ -197,6 +197,11 @@ class RealtimeConnection:
         return self._close_reason
 
     @property
+    def transcribes(self) -> bool:
+        """Whether the service is asked to transcribe the user's audio."""
+        return bool(self._transcription_model)
+
+    @property
     def microphone_attached(self) -> bool:
         """Whether the microphone is sending (not paused between turns)."""
         return not self.microphone.paused
@@ -476,6 +481,10 @@ class RealtimeConnection:
         if self._shutdown_task is not None:
             # Shield: a caller cancelled mid-close must not leave the peer half open.
             await asyncio.shield(self._shutdown_task)
+
+    def fail(self, reason: ItanniXError) -> None:
+        """End the connection because of ``reason`` (it becomes the close reason)."""
+        self._mark_closed(reason)
 
     async def wait_closed(self) -> ItanniXError | None:
         """Wait until the connection closes; return why it dropped (None: closed)."""

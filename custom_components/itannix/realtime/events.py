@@ -6,11 +6,12 @@ events. Each constant is the set of every name an event may arrive under.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator
 
 type Event = dict[str, Any]
 
@@ -65,6 +66,10 @@ RESPONSE_STATUS_COMPLETED: Final = "completed"
 RESPONSE_STATUS_CANCELLED: Final = "cancelled"
 RESPONSE_STATUS_FAILED: Final = "failed"
 RESPONSE_STATUS_INCOMPLETE: Final = "incomplete"
+
+# Error codes the library acts on.
+ERROR_ACTIVE_RESPONSE: Final = "conversation_already_has_active_response"
+ERROR_SESSION_EXPIRED: Final = "session_expired"
 
 
 def _str(value: Any, default: str = "") -> str:
@@ -270,6 +275,45 @@ def parse_error(event: Mapping[str, Any]) -> ServerErrorEvent:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SessionCreated:
+    """``session.created``: the session as configured for the assistant."""
+
+    session: Any
+
+
+@dataclass(frozen=True, slots=True)
+class InputTranscriptDelta:
+    """Part of what the service understood the user said."""
+
+    delta: str
+    item_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InputTranscriptFailed:
+    """The service could not transcribe the user's input."""
+
+    message: str
+    code: str | None = None
+    item_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InputCommitted:
+    """The user's audio became a conversation item."""
+
+    item_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputAudio:
+    """``output_audio_buffer.started`` / ``stopped`` / ``cleared`` (``kind``)."""
+
+    kind: str
+    response_id: str | None = None
+
+
 type ParsedEvent = (
     ResponseCreated
     | TranscriptDelta
@@ -277,41 +321,88 @@ type ParsedEvent = (
     | TextDelta
     | TextDone
     | InputTranscript
+    | InputTranscriptDelta
+    | InputTranscriptFailed
+    | InputCommitted
     | ResponseDone
     | ServerErrorEvent
     | SpeechStarted
     | SpeechStopped
+    | SessionCreated
+    | OutputAudio
 )
+
+
+def _transcription_failed(event: Mapping[str, Any]) -> InputTranscriptFailed:
+    error = event.get("error")
+    if not isinstance(error, dict):
+        error = {}
+    return InputTranscriptFailed(
+        _str(error.get("message"), "The service could not transcribe the speech"),
+        _opt_str(error.get("code")),
+        _opt_str(event.get("item_id")),
+    )
+
+
+def _item(event: Mapping[str, Any]) -> str | None:
+    return _opt_str(event.get("item_id"))
+
+
+type _Parser = Callable[[Mapping[str, Any]], ParsedEvent]
+
+_PARSERS: Final[tuple[tuple[frozenset[str], _Parser], ...]] = (
+    (
+        TEXT_DELTA,
+        lambda e: TextDelta(_str(e.get("delta")), response_id_of(e), _item(e)),
+    ),
+    (
+        AUDIO_TRANSCRIPT_DELTA,
+        lambda e: TranscriptDelta(_str(e.get("delta")), response_id_of(e), _item(e)),
+    ),
+    (TEXT_DONE, lambda e: TextDone(_str(e.get("text")), response_id_of(e), _item(e))),
+    (
+        AUDIO_TRANSCRIPT_DONE,
+        lambda e: TranscriptDone(
+            _str(e.get("transcript")), response_id_of(e), _item(e)
+        ),
+    ),
+    (
+        INPUT_TRANSCRIPTION_COMPLETED,
+        lambda e: InputTranscript(_str(e.get("transcript")), _item(e)),
+    ),
+    (
+        INPUT_TRANSCRIPTION_DELTA,
+        lambda e: InputTranscriptDelta(_str(e.get("delta")), _item(e)),
+    ),
+    (INPUT_TRANSCRIPTION_FAILED, _transcription_failed),
+    (INPUT_AUDIO_COMMITTED, lambda e: InputCommitted(_item(e))),
+    (RESPONSE_CREATED, lambda e: ResponseCreated(response_id_of(e))),
+    (RESPONSE_DONE, parse_response_done),
+    (ERROR, parse_error),
+    (
+        SPEECH_STARTED,
+        lambda e: SpeechStarted(_int(e.get("audio_start_ms")), _item(e)),
+    ),
+    (
+        SPEECH_STOPPED,
+        lambda e: SpeechStopped(_int(e.get("audio_end_ms")), _item(e)),
+    ),
+    (SESSION_CREATED, lambda e: SessionCreated(e.get("session"))),
+    (OUTPUT_AUDIO_STARTED, lambda e: OutputAudio("started", response_id_of(e))),
+    (OUTPUT_AUDIO_STOPPED, lambda e: OutputAudio("stopped", response_id_of(e))),
+    (OUTPUT_AUDIO_CLEARED, lambda e: OutputAudio("cleared", response_id_of(e))),
+)
+_PARSER_BY_TYPE: Final[dict[str, _Parser]] = {
+    name: parser for names, parser in _PARSERS for name in names
+}
 
 
 def parse_event(event: Mapping[str, Any]) -> ParsedEvent | None:
     """Parse the events the library acts on; None for any other event."""
     etype = event.get("type")
-    if not isinstance(etype, str):
+    if not isinstance(etype, str) or (parser := _PARSER_BY_TYPE.get(etype)) is None:
         return None
-    rid = response_id_of(event)
-    item_id = _opt_str(event.get("item_id"))
-    if etype in TEXT_DELTA:
-        return TextDelta(_str(event.get("delta")), rid, item_id)
-    if etype in AUDIO_TRANSCRIPT_DELTA:
-        return TranscriptDelta(_str(event.get("delta")), rid, item_id)
-    if etype in TEXT_DONE:
-        return TextDone(_str(event.get("text")), rid, item_id)
-    if etype in AUDIO_TRANSCRIPT_DONE:
-        return TranscriptDone(_str(event.get("transcript")), rid, item_id)
-    if etype in INPUT_TRANSCRIPTION_COMPLETED:
-        return InputTranscript(_str(event.get("transcript")), item_id)
-    if etype in RESPONSE_CREATED:
-        return ResponseCreated(rid)
-    if etype in RESPONSE_DONE:
-        return parse_response_done(event)
-    if etype in ERROR:
-        return parse_error(event)
-    if etype in SPEECH_STARTED:
-        return SpeechStarted(_int(event.get("audio_start_ms")), item_id)
-    if etype in SPEECH_STOPPED:
-        return SpeechStopped(_int(event.get("audio_end_ms")), item_id)
-    return None
+    return parser(event)
 
 
 @dataclass(slots=True)

@@ -1,35 +1,59 @@
-"""High-level realtime conversation: typed turns, spoken turns and function calls."""
+"""High-level realtime conversation: typed turns, spoken turns and function calls.
+
+Turns run one at a time. Every ``response.*`` event is attributed to its response and
+reaches only the turn that owns that response (``routing.py``); function calls are kept
+per response (``calls.py``). The session waits (bounded) for ``session.created`` before
+it relies on the session's configuration, and adds a caller's tools and context to the
+assistant's own instead of replacing them (``config.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 import contextlib
-import json
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from .calls import CallRunner, FunctionHandler
+from .config import (
+    AssistantConfig,
+    Tool,
+    merge_instructions,
+    merge_tools,
+    parse_assistant_config,
+    tools_signature,
+)
 from .connection import RealtimeConnection
 from .errors import CannotConnectError, ItanniXError, ProtocolError, ServerError
 from .events import (
     CONVERSATION_ITEM_CREATE,
+    ERROR_ACTIVE_RESPONSE,
+    ERROR_SESSION_EXPIRED,
+    INPUT_AUDIO_BUFFER_CLEAR,
     OUTPUT_AUDIO_BUFFER_CLEAR,
-    OUTPUT_AUDIO_CLEARED,
-    OUTPUT_AUDIO_STARTED,
-    OUTPUT_AUDIO_STOPPED,
     RESPONSE_CANCEL,
     RESPONSE_CREATE,
     RESPONSE_STATUS_CANCELLED,
+    RESPONSE_STATUS_COMPLETED,
     RESPONSE_STATUS_FAILED,
+    RESPONSE_STATUS_INCOMPLETE,
+    SESSION_UPDATE,
     Event,
     FunctionCall,
     FunctionCallTracker,
+    InputCommitted,
     InputTranscript,
+    InputTranscriptDelta,
+    InputTranscriptFailed,
+    OutputAudio,
     ResponseCreated,
     ResponseDone,
     ServerErrorEvent,
+    SessionCreated,
     SpeechStarted,
     SpeechStopped,
     TextDelta,
@@ -38,262 +62,52 @@ from .events import (
     parse_event,
     response_id_of,
 )
+from .logs import OnceLogger
+from .routing import Responses
+from .turns import AudioTurn, Reply, TranscriptionError, Turn
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from .audio import AudioSubscription
     from .client import ItanniXClient
+
+__all__ = [
+    "AudioTurn",
+    "FunctionHandler",
+    "RealtimeSession",
+    "Reply",
+    "SessionExpiredError",
+    "Turn",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
-type FunctionHandler = Callable[[FunctionCall], Awaitable[Any]]
-
-_END: Final = object()
-# Responses of turns that ended early (cancelled) may still report; remember a few.
-_STALE_RESPONSES: Final = 32
-
-
-class _Turn:
-    """What one user input produces: one or more responses (tool calls chain them)."""
-
-    def __init__(self, session: RealtimeSession, modalities: tuple[str, ...] | None):
-        self._session = session
-        self.modalities = modalities
-        self.response_ids: list[str] = []
-        self.usage = Usage()
-        self.cancelled = False
-        self.awaiting_response = False
-        self.request_ids: set[str] = set()
-        self._parts: list[str] = []
-        self._item_id: str | None = None
-        self._deltas: asyncio.Queue[Any] = asyncio.Queue()
-        self._done = asyncio.Event()
-        self._error: ItanniXError | None = None
-
-    @property
-    def done(self) -> bool:
-        """Whether the turn is over (answered, cancelled or failed)."""
-        return self._done.is_set()
-
-    @property
-    def error(self) -> ItanniXError | None:
-        """Why the turn failed, if it did."""
-        return self._error
-
-    def add_delta(self, delta: str, item_id: str | None = None) -> None:
-        """Add reply text; separate the text of successive items with a space."""
-        if self.done or not delta:
-            return
-        if (
-            item_id != self._item_id
-            and self._parts
-            and not self._parts[-1][-1:].isspace()
-            and not delta[:1].isspace()
-        ):
-            delta = " " + delta
-        self._item_id = item_id
-        self._parts.append(delta)
-        self._deltas.put_nowait(delta)
-
-    def finish(self, error: ItanniXError | None = None) -> None:
-        """End the turn (with the error that ended it, if any)."""
-        if self.done:
-            return
-        self._error = error
-        self._done.set()
-        self._deltas.put_nowait(_END)
-
-    async def wait(self) -> None:
-        """Wait until the turn is over (without raising)."""
-        await self._done.wait()
-
-    async def _iter_deltas(self) -> AsyncIterator[str]:
-        while True:
-            item = await self._deltas.get()
-            if item is _END:
-                self._deltas.put_nowait(_END)
-                if self._error is not None:
-                    raise self._error
-                return
-            yield item
-
-    async def _final_text(self) -> str:
-        await self._done.wait()
-        if self._error is not None:
-            raise self._error
-        return "".join(self._parts)
+# How long connecting waits for session.created (the assistant's configuration).
+SESSION_CREATED_TIMEOUT: Final = 5.0
+# How long a new turn waits for a response nobody follows any more to end.
+SETTLE_TIMEOUT: Final = 3.0
+# Client events remembered to match the service's errors to them.
+_REMEMBERED_REQUESTS: Final = 256
+# Conversation items of spoken input remembered for their late transcripts.
+_REMEMBERED_ITEMS: Final = 64
 
 
-class Reply(_Turn):
-    """The answer to a typed message.
-
-    ``async for delta in reply`` streams the text; ``await reply.text()`` returns it all.
-    Both raise the ItanniXError that ended the turn, if one did.
-    """
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        """Stream the reply text as it arrives."""
-        return self._iter_deltas()
-
-    def deltas(self) -> AsyncIterator[str]:
-        """Stream the reply text as it arrives."""
-        return self._iter_deltas()
-
-    async def text(self) -> str:
-        """Return the full reply text once the turn is over."""
-        return await self._final_text()
-
-    async def cancel(self) -> None:
-        """Cut the reply short."""
-        await self._session.cancel_turn(self)
+class SessionExpiredError(CannotConnectError):
+    """The service ended the session at its maximum duration."""
 
 
-class AudioTurn(_Turn):
-    """A spoken exchange: the user's audio in, the assistant's voice out.
-
-    Feed the user's 16 kHz mono PCM with ``feed_audio()``; the service's VAD detects the
-    end of speech and answers. ``reply_audio()`` yields the assistant's voice (16 kHz
-    mono s16 chunks) for this turn only.
-    """
-
-    def __init__(
-        self,
-        session: RealtimeSession,
-        drain: float,
-        spawn: Callable[[Awaitable[None]], asyncio.Task[None]],
-    ) -> None:
-        """Initialize; use ``RealtimeSession.start_audio_turn()``."""
-        super().__init__(session, None)
-        self._spawn = spawn
-        self.speech_started = asyncio.Event()
-        self.speech_stopped = asyncio.Event()
-        self._transcript: str | None = None
-        self._transcript_event = asyncio.Event()
-        self._audio: AudioSubscription | None = None
-        self._audio_ready = asyncio.Event()
-        self._audio_started = 0
-        self._audio_stopped = 0
-        self._responses_done = False
-        self._drain = drain
-        self._drain_task: asyncio.Task[None] | None = None
-
-    def feed_audio(self, pcm: bytes) -> None:
-        """Send the user's audio (16 kHz mono s16 PCM)."""
-        self._session.feed_audio(pcm)
-
-    def set_transcript(self, transcript: str) -> None:
-        """Record the user's input transcription (from the session)."""
-        self._transcript = transcript
-        self._transcript_event.set()
-
-    async def transcript(self) -> str | None:
-        """Return what the service understood the user said.
-
-        None when input transcription is off (the turn ends without one).
-        """
-        waiter = asyncio.ensure_future(self._transcript_event.wait())
-        done_waiter = asyncio.ensure_future(self._done.wait())
-        try:
-            await asyncio.wait(
-                (waiter, done_waiter), return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            waiter.cancel()
-            done_waiter.cancel()
-        if self._transcript is None and self._error is not None:
-            raise self._error
-        return self._transcript
-
-    def reply_deltas(self) -> AsyncIterator[str]:
-        """Stream the transcript of the assistant's spoken reply."""
-        return self._iter_deltas()
-
-    async def reply_text(self) -> str:
-        """Return the transcript of the assistant's reply once the turn is over."""
-        return await self._final_text()
-
-    async def reply_audio(self) -> AsyncIterator[bytes]:
-        """Yield the assistant's voice for this turn as 16 kHz mono s16 chunks."""
-        ready = asyncio.ensure_future(self._audio_ready.wait())
-        done = asyncio.ensure_future(self._done.wait())
-        try:
-            await asyncio.wait((ready, done), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ready.cancel()
-            done.cancel()
-        if self._audio is not None:
-            async for chunk in self._audio:
-                yield chunk
-        if self._error is not None:
-            raise self._error
-
-    async def cancel(self) -> None:
-        """Cut the reply short (stop generating and stop speaking)."""
-        await self._session.cancel_turn(self)
-
-    def on_response_created(self) -> None:
-        """Start collecting the reply's voice (from the session)."""
-        if self._audio is None and not self.done:
-            self._audio = self._session.connection.speaker.subscribe()
-            self._audio_ready.set()
-
-    def on_output_audio(self, etype: str) -> None:
-        """Track the service's output audio buffer (from the session)."""
-        if etype in OUTPUT_AUDIO_STARTED:
-            self._audio_started += 1
-        elif etype in OUTPUT_AUDIO_STOPPED:
-            self._audio_stopped += 1
-        elif etype in OUTPUT_AUDIO_CLEARED:
-            self._audio_stopped = self._audio_started
-        self._maybe_end_audio()
-
-    def on_responses_done(self) -> None:
-        """Note that the last response is done (from the session)."""
-        self._responses_done = True
-        self._maybe_end_audio()
-
-    def _maybe_end_audio(self) -> None:
-        # The voice plays on after response.done: end with output_audio_buffer.stopped
-        # when the service announced the buffer, plus a drain for frames in flight.
-        if not self._responses_done or self._audio_stopped < self._audio_started:
-            return
-        if self._audio is None or self._drain_task is not None:
-            return
-        self._drain_task = self._spawn(self._end_audio_after(self._drain))
-
-    async def _end_audio_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self.end_audio()
-
-    def end_audio(self) -> None:
-        """End ``reply_audio()`` after what is already queued."""
-        if self._audio is not None:
-            self._audio.close()
-        self._audio_ready.set()
-
-    def finish(self, error: ItanniXError | None = None) -> None:
-        """End the turn; its voice ends now only if it failed or was cancelled."""
-        super().finish(error)
-        if error is not None or self.cancelled:
-            self.end_audio()
-        self._audio_ready.set()
-        self._transcript_event.set()
-
-    def release(self) -> None:
-        """Drop everything the turn holds (session closing)."""
-        if self._drain_task is not None:
-            self._drain_task.cancel()
-        self.end_audio()
+class IncompleteReplyError(ServerError):
+    """The service cut the reply short (``response.done`` status ``incomplete``)."""
 
 
 class RealtimeSession:
     """A conversation with an ItanniX assistant over one realtime connection.
 
-    Turns run one at a time. Function calls are answered by ``function_handler``; every
-    call gets exactly one ``function_call_output`` (the handler's result, or a JSON error
-    when it raises, times out or there is no handler), and after all calls of a response
-    are answered one ``response.create`` lets the assistant go on.
+    Function calls are answered by ``function_handler``; every call gets exactly one
+    ``function_call_output`` (the handler's result, or a JSON error when it raises,
+    times out, there is no handler, or its response was interrupted), and after all
+    calls of a followed response are answered one ``response.create`` lets the
+    assistant go on.
     """
 
     def __init__(
@@ -304,22 +118,31 @@ class RealtimeSession:
         function_timeout: float = 30.0,
         audio_drain: float = 0.3,
         detach_idle_microphone: bool = True,
+        session_created_timeout: float = SESSION_CREATED_TIMEOUT,
     ) -> None:
         """Wrap a connection (connected or not; ``connect()`` connects it)."""
         self.connection = connection
-        self.function_handler = function_handler
-        self.function_timeout = function_timeout
         self._audio_drain = audio_drain
         self._detach_idle = detach_idle_microphone
+        self._created_timeout = session_created_timeout
         self._tracker = FunctionCallTracker()
-        self._turn: _Turn | None = None
-        self._response_calls: list[asyncio.Task[None]] = []
+        self._responses = Responses()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._answered: set[str] = set()
-        self._stale: deque[str] = deque(maxlen=_STALE_RESPONSES)
+        self._calls = CallRunner(
+            self._send_untagged, self._spawn, timeout=function_timeout
+        )
+        self._calls.handler = function_handler
+        self._turn: Turn | None = None
         self._turn_lock = asyncio.Lock()
-        self._active_responses: set[str] = set()
-        self._speaking = False
+        self._requests: OrderedDict[str, Turn] = OrderedDict()
+        self._items: OrderedDict[str, AudioTurn] = OrderedDict()
+        self._assistant = AssistantConfig()
+        self._created = asyncio.Event()
+        self._tools: list[Tool] | None = None
+        self._context: str | None = None
+        self._installed: dict[str, Any] = {}
+        self._opened_at: float | None = None
+        self._junk = OnceLogger(_LOGGER)
         self.usage = Usage()
         self._remove_listener = connection.add_listener(self._on_event)
         self._remove_close_listener = connection.add_close_listener(self._on_closed)
@@ -333,6 +156,7 @@ class RealtimeSession:
         function_timeout: float = 30.0,
         audio_drain: float = 0.3,
         detach_idle_microphone: bool = True,
+        session_created_timeout: float = SESSION_CREATED_TIMEOUT,
         **connection_options: Any,
     ) -> RealtimeSession:
         """Create a connection, connect it and return the session around it."""
@@ -342,6 +166,7 @@ class RealtimeSession:
             function_timeout=function_timeout,
             audio_drain=audio_drain,
             detach_idle_microphone=detach_idle_microphone,
+            session_created_timeout=session_created_timeout,
         )
         try:
             await session.connect()
@@ -364,15 +189,61 @@ class RealtimeSession:
         await self.close()
 
     async def connect(self) -> None:
-        """Connect the underlying connection."""
+        """Connect, then wait (bounded) for the service to describe the session."""
         await self.connection.connect()
+        self._opened_at = time.monotonic()
         if self._detach_idle:
             self.connection.detach_microphone()
+        try:
+            async with asyncio.timeout(self._created_timeout):
+                await self._created.wait()
+        except TimeoutError:
+            self.connection.client.log_once.warning(
+                ("session", "not described"),
+                "ItanniX did not describe the session within %s s; going on without "
+                "the assistant's own configuration",
+                self._created_timeout,
+            )
+
+    # properties
+
+    @property
+    def function_handler(self) -> FunctionHandler | None:
+        """What answers the assistant's function calls."""
+        return self._calls.handler
+
+    @function_handler.setter
+    def function_handler(self, handler: FunctionHandler | None) -> None:
+        self._calls.handler = handler
+
+    @property
+    def function_timeout(self) -> float:
+        """Seconds a function call may take before it is answered with an error."""
+        return self._calls.timeout
+
+    @function_timeout.setter
+    def function_timeout(self, seconds: float) -> None:
+        self._calls.timeout = seconds
 
     @property
     def closed(self) -> bool:
         """Whether the connection is closed."""
         return self.connection.closed
+
+    @property
+    def age(self) -> float:
+        """Seconds since the session connected (0 before)."""
+        return 0.0 if self._opened_at is None else time.monotonic() - self._opened_at
+
+    @property
+    def assistant_config(self) -> AssistantConfig:
+        """The assistant's own configuration, as ``session.created`` described it."""
+        return self._assistant
+
+    @property
+    def tools(self) -> list[Tool]:
+        """The session's tools as this client last set them (or the assistant's)."""
+        return merge_tools(self._assistant.tools, self._tools or [])
 
     @property
     def current_turn(self) -> Reply | AudioTurn | None:
@@ -381,6 +252,81 @@ class RealtimeSession:
         if isinstance(turn, Reply | AudioTurn) and not turn.done:
             return turn
         return None
+
+    # configuration
+
+    async def configure(
+        self, *, tools: Sequence[Tool] | None = None, context: str | None = None
+    ) -> None:
+        """Add tools and context (a system prompt) to the assistant's own.
+
+        Each is sent with ``session.update`` as the union with what the assistant was
+        configured with, and only when it changed. Given again each turn, the context
+        stays current (the time in it, a caller's extra instructions).
+        """
+        if tools is not None:
+            self._tools = list(tools)
+        if context is not None:
+            self._context = context
+        await self._apply_configuration()
+
+    async def _apply_configuration(self) -> None:
+        update: dict[str, Any] = {}
+        if self._tools is not None and (self._tools or "tools" in self._installed):
+            merged = merge_tools(self._assistant.tools, self._tools)
+            if self._installed.get("tools") != tools_signature(merged):
+                update["tools"] = merged
+                update["tool_choice"] = "auto"
+        if (
+            self._context is not None
+            and self._assistant.instructions is not None
+            and (self._context or "instructions" in self._installed)
+        ):
+            instructions = merge_instructions(
+                self._assistant.instructions, self._context
+            )
+            if self._installed.get("instructions") != instructions:
+                update["instructions"] = instructions
+        elif self._context and self._installed.get("message") != self._context:
+            # The assistant's instructions are unknown: a system message adds the
+            # context without replacing them.
+            self._installed["message"] = self._context
+            await self.add_message("system", self._context)
+        if not update:
+            return
+        await self._send_untagged({"type": SESSION_UPDATE, "session": update})
+        if "tools" in update:
+            self._installed["tools"] = tools_signature(update["tools"])
+        if "instructions" in update:
+            self._installed["instructions"] = update["instructions"]
+
+    async def add_message(self, role: str, text: str) -> None:
+        """Add a message to the conversation without asking for a reply.
+
+        ``role``: ``user``, ``assistant`` or ``system`` (history, or context).
+        """
+        kind = "text" if role == "assistant" else "input_text"
+        await self._send_untagged(
+            {
+                "type": CONVERSATION_ITEM_CREATE,
+                "item": {
+                    "type": "message",
+                    "role": role,
+                    "content": [{"type": kind, "text": text}],
+                },
+            }
+        )
+
+    async def add_history(self, messages: Iterable[tuple[str, str]]) -> None:
+        """Give the session the conversation so far: ``(role, text)`` in order."""
+        for role, text in messages:
+            await self.add_message(role, text)
+
+    async def clear_input_audio(self) -> None:
+        """Forget the user's audio not yet answered (queued here, or at the service)."""
+        self.connection.microphone.clear()
+        with contextlib.suppress(CannotConnectError):
+            await self._send_untagged({"type": INPUT_AUDIO_BUFFER_CLEAR})
 
     # turns
 
@@ -407,9 +353,11 @@ class RealtimeSession:
         """Start a text turn: send ``item`` (if any), then ask for the response."""
         async with self._turn_lock:
             await self._end_previous_turn()
-            reply = Reply(self, ("text",))
+            reply = Reply(("text",), self.cancel_turn)
             self._turn = reply
             try:
+                self._raise_if_closed()
+                await self._settle(reply)
                 if item is not None:
                     await self._send(reply, item)
                 await self._request_response(reply, **options)
@@ -422,11 +370,15 @@ class RealtimeSession:
         """Start listening: feed audio to the returned turn as the user speaks."""
         async with self._turn_lock:
             await self._end_previous_turn(interrupt=True)
-            if self.closed:
-                raise self.connection.close_reason or CannotConnectError(
-                    "The session is closed"
-                )
-            turn = AudioTurn(self, self._audio_drain, self._spawn)
+            self._raise_if_closed()
+            turn = AudioTurn(
+                self.cancel_turn,
+                microphone=self.connection.microphone,
+                speaker=self.connection.speaker,
+                drain=self._audio_drain,
+                spawn=self._spawn,
+                transcribes=self.connection.transcribes,
+            )
             self._turn = turn
             self.connection.microphone.clear()
             self.connection.attach_microphone()
@@ -436,141 +388,173 @@ class RealtimeSession:
         """Send user audio (16 kHz mono s16 PCM) on the outbound track."""
         self.connection.microphone.feed(pcm)
 
-    async def cancel_turn(self, turn: _Turn | None = None) -> None:
+    async def cancel_turn(self, turn: Turn | None = None) -> None:
         """Cut the current (or given) turn short: stop the reply and its voice."""
         turn = turn or self._turn
         if turn is None:
             return
         if turn.done:
             # Generated, but maybe still playing: the voice stops all the same.
-            if isinstance(turn, AudioTurn) and self._speaking:
-                with contextlib.suppress(CannotConnectError):
-                    await self._send(None, {"type": OUTPUT_AUDIO_BUFFER_CLEAR})
-                self._speaking = False
+            if isinstance(turn, AudioTurn) and turn.audio_open:
+                await self._silence()
                 turn.end_audio()
             return
         turn.cancelled = True
-        self._stale.extend(turn.response_ids)
         turn.finish()
         with contextlib.suppress(CannotConnectError):
             # Tagged but owned by no turn: "nothing to cancel" must not fail the next.
-            await self._send(None, {"type": RESPONSE_CANCEL})
-            await self._send(None, {"type": OUTPUT_AUDIO_BUFFER_CLEAR})
+            await self._send_untagged({"type": RESPONSE_CANCEL})
+            await self._silence(always=isinstance(turn, AudioTurn))
+        if isinstance(turn, AudioTurn):
+            turn.end_audio()
         self._turn_over(turn)
+
+    async def _silence(self, *, always: bool = False) -> None:
+        """Stop the voice the service is playing."""
+        if always or self._responses.speaking:
+            self._responses.quiet()
+            with contextlib.suppress(CannotConnectError):
+                await self._send_untagged({"type": OUTPUT_AUDIO_BUFFER_CLEAR})
 
     async def _end_previous_turn(self, *, interrupt: bool = False) -> None:
         previous = self._turn
         if previous is not None and not previous.done:
-            if isinstance(previous, AudioTurn):
+            if isinstance(previous, AudioTurn) or interrupt:
                 # A new spoken turn interrupts the old one (barge-in).
                 await self.cancel_turn(previous)
-                return
-            await previous.wait()
-        if interrupt and (self._active_responses or self._speaking):
-            # A reply nobody waits for any more (its turn was abandoned, or only its
-            # voice is still playing): the user talks over it, so cut it.
-            self._stale.extend(self._active_responses)
+            else:
+                await previous.wait()
+        if not interrupt:
+            return
+        # The user talks over a reply nobody waits for any more (its turn was
+        # abandoned, or only its voice still plays): cut it, and end that voice.
+        if self._responses.active:
             with contextlib.suppress(CannotConnectError):
-                await self._send(None, {"type": RESPONSE_CANCEL})
-                await self._send(None, {"type": OUTPUT_AUDIO_BUFFER_CLEAR})
-            self._speaking = False
+                await self._send_untagged({"type": RESPONSE_CANCEL})
+        await self._silence()
+        if isinstance(previous, AudioTurn):
+            previous.end_audio()
 
-    async def _request_response(self, turn: _Turn | None, **options: Any) -> None:
+    async def _settle(self, turn: Turn) -> None:
+        """Before asking for a response: end those nobody follows (bounded)."""
+        if not self._responses.others(turn):
+            return
+        await self._send_untagged({"type": RESPONSE_CANCEL})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                await self._responses.wait_none_but(turn)
+
+    async def _request_response(self, turn: Turn, **options: Any) -> None:
         response: dict[str, Any] = dict(options)
-        if turn is not None and turn.modalities is not None:
+        if turn.modalities is not None:
             response["modalities"] = list(turn.modalities)
         event: Event = {"type": RESPONSE_CREATE}
         if response:
             event["response"] = response
-        if turn is not None:
-            turn.awaiting_response = True
+        turn.await_response()
         await self._send(turn, event)
 
-    async def _send(self, turn: _Turn | None, event: Event) -> None:
+    def _raise_if_closed(self) -> None:
+        if self.closed:
+            raise self.connection.close_reason or CannotConnectError(
+                "The session is closed"
+            )
+
+    # sending
+
+    async def _send(self, turn: Turn | None, event: Event) -> None:
         """Send an event, tagged so that an error about it finds its turn."""
         event_id = f"evt_{secrets.token_hex(8)}"
         if turn is not None:
-            turn.request_ids.add(event_id)
+            self._requests[event_id] = turn
+            while len(self._requests) > _REMEMBERED_REQUESTS:
+                self._requests.popitem(last=False)
         await self.connection.send({"event_id": event_id, **event})
 
-    def _turn_over(self, turn: _Turn) -> None:
+    async def _send_untagged(self, event: Event) -> None:
+        await self._send(None, event)
+
+    def _turn_over(self, turn: Turn) -> None:
         if self._detach_idle and isinstance(turn, AudioTurn) and self._turn is turn:
             self.connection.detach_microphone()
 
     # events
 
     def _on_event(self, event: Event) -> None:
+        response_id = response_id_of(event)
         for call in self._tracker.feed(event):
-            self._start_call(call)
-        etype = event.get("type", "")
+            self._on_call(call, response_id)
         parsed = parse_event(event)
+        if parsed is not None and (handler := _HANDLERS.get(type(parsed))) is not None:
+            handler(self, parsed)
+
+    def _on_session_created(self, event: SessionCreated) -> None:
+        self._assistant = parse_assistant_config(event.session)
+        first = not self._created.is_set()
+        self._created.set()
+        if not first or self._tools is not None or self._context is not None:
+            # Configured before the service described the session: add to what it
+            # described now.
+            self._installed.clear()
+            self._spawn(self._reconfigure())
+
+    async def _reconfigure(self) -> None:
+        with contextlib.suppress(CannotConnectError):
+            await self._apply_configuration()
+
+    def _on_response_created(self, event: ResponseCreated) -> None:
+        response_id = event.response_id
+        if not response_id:
+            self._junk.warning("no-id", "Ignoring a response event without an id")
+            return
         turn = self._turn
-        rid = response_id_of(event)
-        self._track_output(parsed, etype)
-        if rid is not None and rid in self._stale:
-            return  # a cancelled turn's response winding down
-        if isinstance(parsed, ResponseDone):
-            self._on_response_done(parsed)
-            return
-        if isinstance(parsed, ServerErrorEvent):
-            self._on_server_error(parsed)
-            return
-        if turn is None:
-            return
-        if isinstance(turn, AudioTurn) and etype.startswith("output_audio_buffer."):
-            if rid is None or rid in turn.response_ids:
-                turn.on_output_audio(etype)
-            return
-        if turn.done:
-            return
-        if isinstance(parsed, ResponseCreated):
-            turn.awaiting_response = False
-            if parsed.response_id:
-                turn.response_ids.append(parsed.response_id)
-            if isinstance(turn, AudioTurn):
-                turn.on_response_created()
-        elif isinstance(parsed, TextDelta | TranscriptDelta):
-            turn.add_delta(parsed.delta, parsed.item_id)
-        elif isinstance(turn, AudioTurn):
-            if isinstance(parsed, InputTranscript):
-                turn.set_transcript(parsed.transcript)
-            elif isinstance(parsed, SpeechStarted):
-                turn.speech_started.set()
-            elif isinstance(parsed, SpeechStopped):
-                turn.speech_stopped.set()
+        owner = (
+            turn
+            if turn is not None and not turn.done and turn.awaiting_response
+            else None
+        )
+        self._responses.created(response_id, owner)
+        if owner is not None:
+            owner.on_response_created(response_id)
 
-    def _track_output(self, parsed: object, etype: str) -> None:
-        """Whether the service is producing or playing a reply, whoever it is for."""
-        if isinstance(parsed, ResponseCreated) and parsed.response_id:
-            self._active_responses.add(parsed.response_id)
-        elif isinstance(parsed, ResponseDone) and parsed.response_id:
-            self._active_responses.discard(parsed.response_id)
-        elif etype in OUTPUT_AUDIO_STARTED:
-            self._speaking = True
-        elif etype in OUTPUT_AUDIO_STOPPED or etype in OUTPUT_AUDIO_CLEARED:
-            self._speaking = False
+    def _on_reply_delta(self, event: TextDelta | TranscriptDelta) -> None:
+        if (owner := self._responses.following(event.response_id)) is not None:
+            owner.add_delta(event.delta, event.item_id)
 
-    def _on_response_done(self, done: ResponseDone) -> None:
-        if done.usage is not None:
-            self.usage += done.usage
-        turn = self._turn if self._turn is not None and not self._turn.done else None
-        if turn is not None and done.usage is not None:
-            turn.usage += done.usage
-        calls, self._response_calls = self._response_calls, []
-        if calls and done.status not in (
-            RESPONSE_STATUS_CANCELLED,
-            RESPONSE_STATUS_FAILED,
-        ):
+    def _on_response_done(self, event: ResponseDone) -> None:
+        response_id = event.response_id
+        if response_id is None or self._responses.owner(response_id) is None:
+            if response_id is None:
+                self._junk.warning("no-id", "Ignoring a response event without an id")
+            elif response_id in self._responses.active:
+                self._responses.done(response_id)
+            return
+        if response_id not in self._responses.active:
+            return  # a repeat
+        self._responses.done(response_id)
+        if event.usage is not None:
+            self.usage += event.usage
+        calls = self._calls.take(response_id)
+        owner = self._responses.following(response_id)
+        if owner is None:
+            return
+        if event.usage is not None:
+            owner.usage += event.usage
+        if calls and event.status == RESPONSE_STATUS_COMPLETED:
             # The turn goes on once the tools have answered.
-            self._spawn(self._continue_after_calls(calls, turn))
+            self._spawn(self._continue_after_calls(calls, owner))
             return
-        if turn is None:
-            return
+        self._end_turn(owner, event)
+
+    def _end_turn(self, turn: Turn, done: ResponseDone) -> None:
+        redact = self.connection.client.redact
         if done.status == RESPONSE_STATUS_FAILED:
-            redact = self.connection.client.redact
             turn.finish(
                 ServerError(redact(done.error_message or "The response failed"))
             )
+        elif done.status == RESPONSE_STATUS_INCOMPLETE:
+            reason = redact(done.error_message or "incomplete")
+            turn.finish(IncompleteReplyError(f"The reply was cut short ({reason})"))
         else:
             turn.cancelled = done.status == RESPONSE_STATUS_CANCELLED
             turn.finish()
@@ -578,35 +562,111 @@ class RealtimeSession:
             turn.on_responses_done()
         self._turn_over(turn)
 
+    def _on_output_audio(self, event: OutputAudio) -> None:
+        self._responses.audio(event.kind, event.response_id)
+        owner = self._responses.owner(event.response_id)
+        if isinstance(owner, AudioTurn) and event.response_id is not None:
+            owner.on_output_audio(
+                f"output_audio_buffer.{event.kind}", event.response_id
+            )
+
     def _on_server_error(self, error: ServerErrorEvent) -> None:
-        turn = self._turn
         # What the service says is scrubbed like its HTTP answers: it must never pass
         # our credentials on, even if it echoes them.
         redact = self.connection.client.redact
-        message, code = (
-            redact(error.message),
-            redact(error.code) if error.code else None,
-        )
+        message = redact(error.message)
+        code = redact(error.code) if error.code else None
         _LOGGER.debug("Server error event %s: %s", code, message)
+        if code == ERROR_SESSION_EXPIRED:
+            self._expire(message)
+            return
+        turn = self._turn_of_error(error)
         if turn is None or turn.done:
             return
+        if code == ERROR_ACTIVE_RESPONSE and not turn.asked_again:
+            # Another response was still going (any response that started since
+            # was that one, not ours): ask again once it ended.
+            turn.asked_again = True
+            for response_id in turn.disown_since_request():
+                self._responses.disown(response_id)
+            self._spawn(self._retry_response(turn))
+            return
+        turn.finish(ProtocolError(message, code=code))
+        if isinstance(turn, AudioTurn):
+            turn.end_audio()
+        self._turn_over(turn)
+
+    def _turn_of_error(self, error: ServerErrorEvent) -> Turn | None:
         if error.event_id is not None:
-            concerns_turn = error.event_id in turn.request_ids
-        else:
-            concerns_turn = turn.awaiting_response
-        if concerns_turn:
-            # The error answers what we just asked for.
-            turn.finish(ProtocolError(message, code=code))
-            if isinstance(turn, AudioTurn):
-                turn.end_audio()
-            self._turn_over(turn)
+            return self._requests.get(error.event_id)
+        turn = self._turn
+        return turn if turn is not None and turn.awaiting_response else None
+
+    async def _retry_response(self, turn: Turn) -> None:
+        await self._settle(turn)
+        if turn.done or self.closed:
+            return
+        try:
+            await self._request_response(turn)
+        except CannotConnectError as err:
+            turn.finish(err)
+
+    def _expire(self, message: str) -> None:
+        age = self.age
+        _LOGGER.debug("Realtime session expired after %.0f s: %s", age, message)
+        self.connection.client.note_session_expired(age)
+        self.connection.fail(SessionExpiredError(message))
+
+    def _audio_turn_of(self, item_id: str | None) -> AudioTurn | None:
+        """The spoken turn an input item belongs to (else the current one)."""
+        if item_id is not None and (turn := self._items.get(item_id)) is not None:
+            return turn
+        current = self._turn
+        if isinstance(current, AudioTurn) and not current.has_transcript:
+            if item_id is not None:
+                self._remember_item(item_id, current)
+            return current
+        return None
+
+    def _remember_item(self, item_id: str, turn: AudioTurn) -> None:
+        self._items[item_id] = turn
+        while len(self._items) > _REMEMBERED_ITEMS:
+            self._items.popitem(last=False)
+
+    def _on_speech(self, event: SpeechStarted | SpeechStopped) -> None:
+        turn = self._turn
+        if isinstance(turn, AudioTurn) and not turn.done:
+            if event.item_id is not None:
+                self._remember_item(event.item_id, turn)
+            turn.on_speech(isinstance(event, SpeechStarted), event.item_id)
+
+    def _on_committed(self, event: InputCommitted) -> None:
+        turn = self._turn
+        if isinstance(turn, AudioTurn) and not turn.done and event.item_id:
+            self._remember_item(event.item_id, turn)
+
+    def _on_input_transcript(self, event: InputTranscript) -> None:
+        if (turn := self._audio_turn_of(event.item_id)) is not None:
+            turn.set_transcript(event.transcript)
+
+    def _on_input_transcript_delta(self, event: InputTranscriptDelta) -> None:
+        if (turn := self._audio_turn_of(event.item_id)) is not None:
+            turn.on_transcript_delta(event.delta)
+
+    def _on_input_transcript_failed(self, event: InputTranscriptFailed) -> None:
+        if (turn := self._audio_turn_of(event.item_id)) is not None:
+            redact = self.connection.client.redact
+            turn.transcription_failed(
+                TranscriptionError(redact(event.message), code=event.code)
+            )
 
     def _on_closed(self, reason: ItanniXError | None) -> None:
         turn = self._turn
-        if turn is not None and not turn.done:
-            turn.finish(reason or CannotConnectError("The session was closed"))
+        error = reason or CannotConnectError("The session was closed")
         if isinstance(turn, AudioTurn):
-            turn.release()
+            turn.release(error)
+        elif turn is not None:
+            turn.finish(error)
         for task in list(self._tasks):
             task.cancel()
 
@@ -618,59 +678,25 @@ class RealtimeSession:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _start_call(self, call: FunctionCall) -> None:
-        if call.call_id in self._answered or self.closed:
+    def _on_call(self, call: FunctionCall, response_id: str | None) -> None:
+        if self._calls.seen(call) or self.closed:
             return
-        self._answered.add(call.call_id)
-        self._response_calls.append(self._spawn(self._answer_call(call)))
-
-    async def _answer_call(self, call: FunctionCall) -> None:
-        output = await self._run_handler(call)
-        try:
-            await self._send(
-                None,
-                {
-                    "type": CONVERSATION_ITEM_CREATE,
-                    "item": {
-                        "type": "function_call_output",
-                        "call_id": call.call_id,
-                        "output": output,
-                    },
-                },
-            )
-        except CannotConnectError:
-            _LOGGER.debug("Session closed before the output of %s", call.name)
-
-    async def _run_handler(self, call: FunctionCall) -> str:
-        handler = self.function_handler
-        if handler is None:
-            return json.dumps({"error": f"No handler for function {call.name}"})
-        try:
-            async with asyncio.timeout(self.function_timeout):
-                result = await handler(call)
-        except TimeoutError:
-            _LOGGER.warning("Function %s timed out", call.name)
-            return json.dumps({"error": f"Function {call.name} timed out"})
-        except Exception as err:  # noqa: BLE001 - any failure still gets an output
-            _LOGGER.warning("Function %s failed: %s", call.name, err)
-            return json.dumps({"error": f"{type(err).__name__}: {err}"})
-        if isinstance(result, str):
-            return result
-        try:
-            return json.dumps(result)
-        except (TypeError, ValueError):
-            return json.dumps({"result": str(result)})
+        if response_id is None or self._responses.following(response_id) is None:
+            self._calls.abandon(call)
+            return
+        self._calls.start(call, response_id)
 
     async def _continue_after_calls(
-        self, calls: Iterable[asyncio.Task[None]], turn: _Turn | None
+        self, calls: Iterable[asyncio.Task[None]], turn: Turn
     ) -> None:
         await asyncio.gather(*calls, return_exceptions=True)
-        if self.closed or (turn is not None and turn.done):
+        if self.closed or turn.done:
             return
         try:
             await self._request_response(turn)
-        except CannotConnectError:
+        except CannotConnectError as err:
             _LOGGER.debug("Session closed before the follow-up response")
+            turn.finish(err)
 
     # closing
 
@@ -683,3 +709,22 @@ class RealtimeSession:
         await self.connection.close()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+type _Handler = Callable[[RealtimeSession, Any], None]
+
+_HANDLERS: Final[Mapping[type, _Handler]] = {
+    SessionCreated: RealtimeSession._on_session_created,  # noqa: SLF001
+    ResponseCreated: RealtimeSession._on_response_created,  # noqa: SLF001
+    TextDelta: RealtimeSession._on_reply_delta,  # noqa: SLF001
+    TranscriptDelta: RealtimeSession._on_reply_delta,  # noqa: SLF001
+    ResponseDone: RealtimeSession._on_response_done,  # noqa: SLF001
+    OutputAudio: RealtimeSession._on_output_audio,  # noqa: SLF001
+    ServerErrorEvent: RealtimeSession._on_server_error,  # noqa: SLF001
+    SpeechStarted: RealtimeSession._on_speech,  # noqa: SLF001
+    SpeechStopped: RealtimeSession._on_speech,  # noqa: SLF001
+    InputCommitted: RealtimeSession._on_committed,  # noqa: SLF001
+    InputTranscript: RealtimeSession._on_input_transcript,  # noqa: SLF001
+    InputTranscriptDelta: RealtimeSession._on_input_transcript_delta,  # noqa: SLF001
+    InputTranscriptFailed: RealtimeSession._on_input_transcript_failed,  # noqa: SLF001
+}
