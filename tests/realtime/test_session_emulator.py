@@ -14,7 +14,6 @@ from custom_components.itannix.realtime import (
     AudioTurn,
     FunctionCall,
     ItanniXClient,
-    ProtocolError,
     RealtimeConnection,
     RealtimeSession,
 )
@@ -379,18 +378,27 @@ async def test_cancel_cuts_the_spoken_reply(
     assert await reply.text() == "I heard: still there?"
 
 
-async def test_rejected_request_fails_the_reply(
+async def test_a_response_nobody_asked_for_gives_way_to_the_turn(
     emulator: Emulator, session: RealtimeSession
 ) -> None:
+    """One response at a time: the stray one is cancelled, then the turn is answered."""
     emulator.assistant().add_turn(Turn(reply="A spoken answer that takes a while."))
     # A response the session did not ask for is running (e.g. started by another
-    # client event): the service refuses a second one, with an error event.
+    # client event): the service would refuse a second one.
     await session.connection.send({"type": "response.create"})
     reply = await session.ask("hello?")
-    with pytest.raises(ProtocolError) as info:
-        await reply.text()
-    assert info.value.code == "conversation_already_has_active_response"
-    assert info.value.message == "A response is already in progress."
+    async with asyncio.timeout(10):
+        assert await reply.text() == "I heard: hello?"
+    (far,) = emulator.sessions
+    types = [event["type"] for event in far.received_events]
+    assert "response.cancel" in types
+    assert types.index("response.cancel") < len(types) - 1 - types[::-1].index(
+        "response.create"
+    )
+    statuses = [
+        e["response"]["status"] for e in far.sent_events if e["type"] == "response.done"
+    ]
+    assert statuses == ["cancelled", "completed"]
     assert not session.closed
 
 
