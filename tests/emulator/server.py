@@ -14,6 +14,7 @@ from aiohttp import web
 from tests.network import NetworkProfile
 
 from .auth import EnrollmentStore, Verdict
+from .behaviour import Behaviour
 from .brain import ScriptedBrain
 from .faults import Faults
 from .loopback import restrict_ice_to_loopback
@@ -74,13 +75,20 @@ class Emulator:
         ga_names: bool = False,
         tts_url_ttl: float = DEFAULT_URL_TTL,
         use_espeak: bool | None = None,
+        behaviour: Behaviour | None = None,
     ) -> None:
-        """Configure the emulator; ``workspace_key=None`` is the older docs' mode."""
+        """Configure the emulator; ``workspace_key=None`` is the older docs' mode.
+
+        ``behaviour`` sets how the emulated service behaves where the protocol
+        allows several behaviours (``Behaviour()``, the pessimistic one, when None);
+        sessions read ``self.behaviour`` whenever they need it.
+        """
         self.workspace_key = workspace_key
         self.host = host
         self.port = port
         self.ga_names = ga_names
         self.faults = Faults()
+        self.behaviour = behaviour if behaviour is not None else Behaviour()
         # The network to each new session's peer (None: straight loopback).
         self.network: NetworkProfile | None = None
         self.sessions: list[EmulatedSession] = []
@@ -286,6 +294,7 @@ class Emulator:
             faults=self.faults,
             ga_names=self.ga_names,
             network=self.network,
+            behaviour=lambda: self.behaviour,
         )
         self.sessions.append(session)
         return session
