@@ -8,8 +8,7 @@ ids and contents.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-import contextlib
+from collections.abc import AsyncIterator
 import json
 import time
 from typing import Any
@@ -17,18 +16,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.itannix.realtime import (
-    Credentials,
-    ItanniXClient,
-    RealtimeConnection,
-)
+from custom_components.itannix.realtime import ItanniXClient
 from tests.audio import speak
-from tests.conftest import WORKSPACE_KEY
-from tests.emulator import Behaviour, EmulatedSession, Emulator, FunctionCallSpec, Turn
+from tests.emulator import Behaviour, Emulator, FunctionCallSpec, Turn
 from tests.emulator.peer import LATE_DELTA, REFUSAL
 
-CLIENT_ID = "7d3f0a52-6b1e-4c8d-9f2a-3e4b5c6d7e8f"
-CLIENT_SECRET = "5eed" * 12
+from .wire import TEXT_DELTA, deltas, make_client, say, text_response, user_text, wire
+
 DEVICE_FUNCTIONS = [
     "set_device_volume",
     "adjust_device_volume",
@@ -36,7 +30,6 @@ DEVICE_FUNCTIONS = [
     "stop_audio",
 ]
 LONG_REPLY = " ".join(f"word{i}" for i in range(300))
-TEXT_DELTA = "response.text.delta"
 TRANSCRIPT_DELTA = "response.audio_transcript.delta"
 ARGS_DELTA = "response.function_call_arguments.delta"
 TRANSCRIPTION_DELTA = "conversation.item.input_audio_transcription.delta"
@@ -60,131 +53,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def client(http: aiohttp.ClientSession, emulator: Emulator) -> ItanniXClient:
-    credentials = Credentials(CLIENT_ID, CLIENT_SECRET, workspace_key=WORKSPACE_KEY)
-    return ItanniXClient(http, emulator.url, credentials, timeout=5.0)
+    return make_client(http, emulator.url)
 
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """Real speech (espeak-ng), 16 kHz mono s16: loud enough for the emulator's VAD."""
     return speak("Turn on the kitchen light.", tmp_path_factory.mktemp("speech"))
-
-
-class Wire:
-    """Everything the connection receives, with arrival times, from before connect."""
-
-    def __init__(self, connection: RealtimeConnection) -> None:
-        self.connection = connection
-        self.events: list[dict[str, Any]] = []
-        self.times: list[float] = []
-        self.opened_at = 0.0
-        self._changed = asyncio.Event()
-        self._stream = connection.events()
-        self._task = asyncio.get_running_loop().create_task(self._pump())
-
-    async def _pump(self) -> None:
-        with contextlib.suppress(Exception):
-            async for event in self._stream:
-                self.events.append(event)
-                self.times.append(time.monotonic())
-                self._changed.set()
-        self._changed.set()
-
-    async def send(self, event: dict[str, Any]) -> int:
-        """Send ``event``; return how many events had arrived before it was sent."""
-        mark = len(self.events)
-        await self.connection.send(event)
-        return mark
-
-    async def until(
-        self,
-        event_type: str,
-        *,
-        since: int = 0,
-        where: Callable[[dict[str, Any]], bool] | None = None,
-        timeout: float = 15.0,
-    ) -> int:
-        """Index of the first ``event_type`` event at or after ``since`` (waits)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                for i in range(since, len(self.events)):
-                    event = self.events[i]
-                    if event["type"] == event_type and (where is None or where(event)):
-                        return i
-                if self._task.done():
-                    raise AssertionError(f"closed before {event_type}: {self.types()}")
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def event(self, event_type: str, **kwargs: Any) -> dict[str, Any]:
-        return self.events[await self.until(event_type, **kwargs)]
-
-    def types(self, since: int = 0, stop: int | None = None) -> list[str]:
-        return [e["type"] for e in self.events[since:stop]]
-
-    def of(self, response_id: str, since: int = 0) -> list[dict[str, Any]]:
-        """Events of one response (by response_id, or the response object's id)."""
-        return [
-            e
-            for e in self.events[since:]
-            if e.get("response_id") == response_id
-            or (e.get("response") or {}).get("id") == response_id
-        ]
-
-    async def close(self) -> None:
-        self._stream.close()
-        await self._task
-
-
-@contextlib.asynccontextmanager
-async def wire(
-    emulator: Emulator, client: ItanniXClient, **kwargs: Any
-) -> AsyncIterator[tuple[Wire, EmulatedSession]]:
-    """A connected RealtimeConnection, its Wire, and the emulator's side of it."""
-    kwargs.setdefault("receive_audio", False)
-    connection = RealtimeConnection(client, **kwargs)
-    watch = Wire(connection)
-    try:
-        await connection.connect()
-        watch.opened_at = time.monotonic()
-        yield watch, emulator.sessions[-1]
-    finally:
-        await connection.close()
-        await watch.close()
-
-
-def user_text(text: str, event_id: str | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "conversation.item.create",
-        "item": {
-            "type": "message",
-            "role": "user",
-            "content": [{"type": "input_text", "text": text}],
-        },
-    }
-    if event_id is not None:
-        event["event_id"] = event_id
-    return event
-
-
-def text_response(event_id: str | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "response.create",
-        "response": {"modalities": ["text"]},
-    }
-    if event_id is not None:
-        event["event_id"] = event_id
-    return event
-
-
-def deltas(events: list[dict[str, Any]], event_type: str = TEXT_DELTA) -> str:
-    return "".join(e["delta"] for e in events if e["type"] == event_type)
-
-
-def say(connection: RealtimeConnection, pcm: bytes) -> None:
-    """Speak into the microphone; the track sends silence after it, ending the turn."""
-    connection.microphone.feed(pcm)
-    connection.microphone.flush()
 
 
 # -- session.created ---------------------------------------------------------------
