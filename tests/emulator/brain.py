@@ -82,8 +82,12 @@ class ScriptedBrain:
                     names.add(spec.name)
 
     def replace_pending(self, turns: list[Turn]) -> None:
-        """Replace the turns not yet consumed with ``turns`` (in order)."""
+        """Replace the turns not yet consumed with ``turns`` (in order).
+
+        The registered dashboard tools become those of ``turns``.
+        """
         self._turns.clear()
+        self.tools.clear()
         for turn in turns:
             self.add_turn(turn)
 
