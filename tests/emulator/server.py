@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 import contextlib
+import ipaddress
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 MIN_SECRET_LENGTH = 32
+ADMIN_PREFIX = "/_admin/"
 DEFAULT_ASSISTANT = "default"
 
 # Headers a session records; the secret ones are stored as "***".
@@ -144,6 +146,9 @@ class Emulator:
             "/v1/app/text-to-speech/{voice_id}/with-timestamps", self._text_to_speech
         )
         app.router.add_get("/v1/app/audio/{token}", self._rest.audio)
+        app.router.add_post(
+            ADMIN_PREFIX + "enrollments/{client_id}/reset", self._admin_reset_enrollment
+        )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
@@ -184,18 +189,25 @@ class Emulator:
     async def _middleware(
         self, request: web.Request, handler: _Handler
     ) -> web.StreamResponse:
-        if request.method == "OPTIONS":
+        admin = request.path.startswith(ADMIN_PREFIX)
+        if request.method == "OPTIONS" and not admin:
             response: web.StreamResponse = web.Response(status=204)
         else:
             try:
                 response = await handler(request)
             except web.HTTPException as err:
-                response = err
-        response.headers.update(
-            {"Access-Control-Allow-Origin": "*"}
-            if request.method != "OPTIONS"
-            else _CORS_HEADERS
-        )
+                response = web.Response(
+                    status=err.status, reason=err.reason, text=err.text
+                )
+                response.headers.update(
+                    {k: v for k, v in err.headers.items() if k != "Content-Length"}
+                )
+        if not admin:  # no browser page may use the admin API
+            response.headers.update(
+                {"Access-Control-Allow-Origin": "*"}
+                if request.method != "OPTIONS"
+                else _CORS_HEADERS
+            )
         self.requests.append((request.method, request.path, response.status))
         return response
 
@@ -361,6 +373,39 @@ class Emulator:
                 400, "The SDP offer could not be parsed", "Send the offer's SDP as is"
             )
         return web.Response(status=201, text=answer, content_type="application/sdp")
+
+    # -- Admin (loopback only) ---------------------------------------------------
+
+    @staticmethod
+    def _from_loopback(request: web.Request) -> bool:
+        """Return True when the TCP peer itself is on loopback (headers don't count)."""
+        peer = (
+            request.transport.get_extra_info("peername")
+            if request.transport is not None
+            else None
+        )
+        if not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return address.is_loopback
+
+    async def _admin_reset_enrollment(self, request: web.Request) -> web.Response:
+        """The dashboard's "reset secret": the client's next secret enrolls anew.
+
+        Loopback peers only, and no browser page (a request with an Origin header):
+        403 otherwise.
+        """
+        if not self._from_loopback(request) or "Origin" in request.headers:
+            return web.json_response(
+                {"message": "The admin API answers loopback clients only"}, status=403
+            )
+        self.reset_enrollment(request.match_info["client_id"])
+        return web.Response(status=204)
 
     # -- REST endpoints ----------------------------------------------------------
 
