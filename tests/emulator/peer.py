@@ -222,6 +222,7 @@ class EmulatedSession:
         # cancelled_at (len(sent_events) when its cancel arrived, else None).
         self.responses: list[dict[str, Any]] = []
         self.expired = False
+        self._expire_task: asyncio.Task[None] | None = None
         self._brain = brain
         self._synth = synthesizer
         self._faults = faults
@@ -405,34 +406,42 @@ class EmulatedSession:
                 continue
             remaining = self._opened_at + limit - time.monotonic()
             if remaining <= 0:
-                await self.expire()
+                self.expire()  # closing cancels this task: do not wait here
                 return
             await asyncio.sleep(min(remaining, _LIFETIME_POLL))
 
-    async def expire(self) -> None:
+    def expire(self) -> asyncio.Task[None]:
         """End the session as the service does at its maximum duration.
 
-        Sends ``error`` code ``session_expired``, then closes the peer.
+        Sends ``error`` code ``session_expired`` now, then closes the peer; returns
+        the task doing that (await it to wait for the close).
         """
-        if self.closed or self.expired:
-            return
-        self.expired = True
-        limit = self.behaviour.max_session_duration
-        minutes = _minutes(DEFAULT_SESSION_CAP if limit is None else limit)
-        self._send(
-            {
-                "type": "error",
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "session_expired",
-                    "message": (
-                        f"Your session hit the maximum duration of {minutes} minutes."
-                    ),
-                    "param": None,
-                    "event_id": None,
-                },
-            }
-        )
+        if self._expire_task is None:
+            self.expired = True
+            limit = self.behaviour.max_session_duration
+            minutes = _minutes(DEFAULT_SESSION_CAP if limit is None else limit)
+            self._send(
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "session_expired",
+                        "message": (
+                            "Your session hit the maximum duration of "
+                            f"{minutes} minutes."
+                        ),
+                        "param": None,
+                        "event_id": None,
+                    },
+                }
+            )
+            # Not one of the session's tasks: closing cancels those.
+            self._expire_task = asyncio.get_running_loop().create_task(
+                self._close_expired()
+            )
+        return self._expire_task
+
+    async def _close_expired(self) -> None:
         await self._flush_channel()
         await self.close()
 

@@ -582,7 +582,7 @@ async def test_text_deltas_in_flight_arrive_after_a_cancel(
 async def test_function_call_in_flight_still_completes_after_a_cancel(
     emulator: Emulator, client: ItanniXClient
 ) -> None:
-    arguments = json.dumps({"room": "kitchen", "note": "x" * 400})
+    arguments = json.dumps({"room": "kitchen", "note": "x" * 1600})
     emulator.assistant().add_turn(
         Turn(
             reply="",
@@ -725,7 +725,12 @@ async def test_session_expires_at_max_session_duration(
 async def test_expire_now(emulator: Emulator, client: ItanniXClient) -> None:
     async with wire(emulator, client) as (w, session):
         await w.until("session.created")
-        await session.expire()
+        closing = session.expire()
+        assert session.expired
+        assert session.sent_events[-1]["error"]["code"] == "session_expired"
+        assert session.expire() is closing  # once
+        await closing
+        assert session.closed
         error = await w.event("error")
         async with asyncio.timeout(10):
             assert await w.connection.wait_closed() is not None
