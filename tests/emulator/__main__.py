@@ -10,6 +10,7 @@ import secrets
 import signal
 
 from .server import Emulator
+from .turns_file import TurnsFileWatcher
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,6 +37,13 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="use the GA event names (response.output_text.delta, ...)",
     )
+    parser.add_argument(
+        "--turns",
+        type=Path,
+        metavar="FILE",
+        help="JSON list of scripted turns for the default assistant, reloaded when "
+        "the file changes",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -58,6 +66,10 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await emulator.start()
+    watcher: TurnsFileWatcher | None = None
+    if args.turns is not None:
+        watcher = TurnsFileWatcher(args.turns, emulator.assistant())
+        watcher.start()
     try:
         print(f"ItanniX emulator listening on {emulator.url}", flush=True)  # noqa: T201
         print(  # noqa: T201
@@ -66,6 +78,8 @@ async def _serve(args: argparse.Namespace) -> None:
         )
         await stop.wait()
     finally:
+        if watcher is not None:
+            await watcher.stop()
         await emulator.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 import secrets
+from typing import Any
+
+from .behaviour import function_tool
 
 DEFAULT_AUDIO_TRANSCRIPT = "hello"
 DEFAULT_AUDIO_REPLY = "Hello from ItanniX."
@@ -38,6 +41,14 @@ class Turn:
     function_calls: list[FunctionCallSpec] = field(default_factory=list)
     # Reply once every call has its output; "{name}" becomes that call's output.
     reply_after_tools: str | None = None
+    # Register each call's name as a dashboard tool (so the assistant may call it).
+    dashboard_tools: bool = True
+    # The input transcription fails with this message (the model still answers).
+    transcription_error: str | None = None
+    # response.done status: "completed", "failed" or "incomplete"; status_details
+    # replaces the default details of that status.
+    status: str = "completed"
+    status_details: dict[str, Any] | None = None
 
     def matches_text(self, text: str) -> bool:
         """Return True when this turn answers the typed ``text``."""
@@ -57,10 +68,28 @@ class ScriptedBrain:
         """Create an empty brain for ``assistant_id``."""
         self.assistant_id = assistant_id
         self._turns: deque[Turn] = deque()
+        # Dashboard tools registered by scripted calls (new sessions carry them).
+        self.tools: list[dict[str, Any]] = []
 
     def add_turn(self, turn: Turn) -> None:
-        """Queue a turn after those already scripted."""
+        """Queue a turn after those already scripted; register its calls as tools."""
         self._turns.append(turn)
+        if turn.dashboard_tools:
+            names = {tool.get("name") for tool in self.tools}
+            for spec in turn.function_calls:
+                if spec.name not in names:
+                    self.tools.append(function_tool(spec.name))
+                    names.add(spec.name)
+
+    def replace_pending(self, turns: list[Turn]) -> None:
+        """Replace the turns not yet consumed with ``turns`` (in order).
+
+        The registered dashboard tools become those of ``turns``.
+        """
+        self._turns.clear()
+        self.tools.clear()
+        for turn in turns:
+            self.add_turn(turn)
 
     @property
     def pending_turns(self) -> int:

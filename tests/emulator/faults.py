@@ -33,3 +33,8 @@ class Faults:
     drop_channel_mid_reply: bool = False
     # The peer connection is closed right after the data channel opens.
     close_peer_after_open: bool = False
+    # Every response.done is sent twice (the duplicate with its own event_id), as a
+    # buggy or hostile service might.
+    repeat_response_done: bool = False
+    # One more text (or audio transcript) delta of a response after its response.done.
+    late_delta_after_done: bool = False

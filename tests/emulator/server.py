@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 import contextlib
+import ipaddress
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from aiohttp import web
 from tests.network import NetworkProfile
 
 from .auth import EnrollmentStore, Verdict
+from .behaviour import Behaviour
 from .brain import ScriptedBrain
 from .faults import Faults
 from .loopback import restrict_ice_to_loopback
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 MIN_SECRET_LENGTH = 32
+ADMIN_PREFIX = "/_admin/"
 DEFAULT_ASSISTANT = "default"
 
 # Headers a session records; the secret ones are stored as "***".
@@ -74,13 +77,20 @@ class Emulator:
         ga_names: bool = False,
         tts_url_ttl: float = DEFAULT_URL_TTL,
         use_espeak: bool | None = None,
+        behaviour: Behaviour | None = None,
     ) -> None:
-        """Configure the emulator; ``workspace_key=None`` is the older docs' mode."""
+        """Configure the emulator; ``workspace_key=None`` is the older docs' mode.
+
+        ``behaviour`` sets how the emulated service behaves where the protocol
+        allows several behaviours (``Behaviour()``, the pessimistic one, when None);
+        sessions read ``self.behaviour`` whenever they need it.
+        """
         self.workspace_key = workspace_key
         self.host = host
         self.port = port
         self.ga_names = ga_names
         self.faults = Faults()
+        self.behaviour = behaviour if behaviour is not None else Behaviour()
         # The network to each new session's peer (None: straight loopback).
         self.network: NetworkProfile | None = None
         self.sessions: list[EmulatedSession] = []
@@ -136,6 +146,9 @@ class Emulator:
             "/v1/app/text-to-speech/{voice_id}/with-timestamps", self._text_to_speech
         )
         app.router.add_get("/v1/app/audio/{token}", self._rest.audio)
+        app.router.add_post(
+            ADMIN_PREFIX + "enrollments/{client_id}/reset", self._admin_reset_enrollment
+        )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
@@ -176,18 +189,25 @@ class Emulator:
     async def _middleware(
         self, request: web.Request, handler: _Handler
     ) -> web.StreamResponse:
-        if request.method == "OPTIONS":
+        admin = request.path.startswith(ADMIN_PREFIX)
+        if request.method == "OPTIONS" and not admin:
             response: web.StreamResponse = web.Response(status=204)
         else:
             try:
                 response = await handler(request)
             except web.HTTPException as err:
-                response = err
-        response.headers.update(
-            {"Access-Control-Allow-Origin": "*"}
-            if request.method != "OPTIONS"
-            else _CORS_HEADERS
-        )
+                response = web.Response(
+                    status=err.status, reason=err.reason, text=err.text
+                )
+                response.headers.update(
+                    {k: v for k, v in err.headers.items() if k != "Content-Length"}
+                )
+        if not admin:  # no browser page may use the admin API
+            response.headers.update(
+                {"Access-Control-Allow-Origin": "*"}
+                if request.method != "OPTIONS"
+                else _CORS_HEADERS
+            )
         self.requests.append((request.method, request.path, response.status))
         return response
 
@@ -286,6 +306,7 @@ class Emulator:
             faults=self.faults,
             ga_names=self.ga_names,
             network=self.network,
+            behaviour=lambda: self.behaviour,
         )
         self.sessions.append(session)
         return session
@@ -352,6 +373,39 @@ class Emulator:
                 400, "The SDP offer could not be parsed", "Send the offer's SDP as is"
             )
         return web.Response(status=201, text=answer, content_type="application/sdp")
+
+    # -- Admin (loopback only) ---------------------------------------------------
+
+    @staticmethod
+    def _from_loopback(request: web.Request) -> bool:
+        """Return True when the TCP peer itself is on loopback (headers don't count)."""
+        peer = (
+            request.transport.get_extra_info("peername")
+            if request.transport is not None
+            else None
+        )
+        if not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return address.is_loopback
+
+    async def _admin_reset_enrollment(self, request: web.Request) -> web.Response:
+        """The dashboard's "reset secret": the client's next secret enrolls anew.
+
+        Loopback peers only, and no browser page (a request with an Origin header):
+        403 otherwise.
+        """
+        if not self._from_loopback(request) or "Origin" in request.headers:
+            return web.json_response(
+                {"message": "The admin API answers loopback clients only"}, status=403
+            )
+        self.reset_enrollment(request.match_info["client_id"])
+        return web.Response(status=204)
 
     # -- REST endpoints ----------------------------------------------------------
 
