@@ -94,6 +94,19 @@ def _turn_rank(url: str) -> tuple[int | None, str | None]:
     return rank, None if rank is not None else f"unsupported transport {transport}"
 
 
+def _server_rank(url: str, server: IceServer) -> tuple[int | None, str | None]:
+    """A TURN URL's rank (lower is better), None for STUN; or why it is unusable."""
+    if url.startswith("stun:"):
+        return None, _stun_problem(url)
+    rank, problem = _turn_rank(url)
+    if rank is None:
+        return None, problem or "unusable"
+    if not server.username or not server.credential:
+        # TURN without credentials cannot allocate a relay.
+        return None, "no credentials"
+    return rank, None
+
+
 def select_ice_servers(servers: Iterable[IceServer]) -> IceSelection:
     """Keep at most one STUN and one TURN server, the best usable ones.
 
@@ -106,21 +119,12 @@ def select_ice_servers(servers: Iterable[IceServer]) -> IceSelection:
     for server in servers:
         for raw_url in server.urls:
             url = raw_url.strip()
-            if url.startswith("stun:"):
-                if (problem := _stun_problem(url)) is not None:
-                    rejected.append((url, problem))
-                elif stun is None:
-                    stun = url
-                continue
-            rank, problem = _turn_rank(url)
-            if rank is None:
-                rejected.append((url, problem or "unusable"))
-                continue
-            if not server.username or not server.credential:
-                # TURN without credentials cannot allocate a relay.
-                rejected.append((url, "no credentials"))
-                continue
-            if turn is None or rank < turn[0]:
+            rank, problem = _server_rank(url, server)
+            if problem is not None:
+                rejected.append((url, problem))
+            elif rank is None:
+                stun = stun or url
+            elif turn is None or rank < turn[0]:
                 turn = (rank, url, server)
     result: list[RTCIceServer] = []
     if stun is not None:
