@@ -234,7 +234,16 @@ async def test_abandoned_turn_leaves_nothing_behind(
     emulator.assistant().add_turn(Turn(transcript="hello again", reply="Welcome back."))
     await kitchen.talk(utterance("Hello again.", tmp_path))
     assert kitchen.reply() == "Welcome back."
-    assert not [e for e in abandoned.sent_events if e["type"] == "response.created"]
+    # One answer in all: the next turn's. Since Home Assistant 2026.11 the next turn
+    # continues the cancelled run's conversation, so it is asked in the same session;
+    # before, a cancelled run ended its conversation and the next turn had a new one.
+    answers = [
+        event
+        for session in voice_sessions(emulator)
+        for event in session.sent_events
+        if event["type"] == "response.created"
+    ]
+    assert len(answers) == 1
 
 
 async def test_new_wake_interrupts_the_assistant(
