@@ -34,6 +34,7 @@ from .chat import (
     async_replay_history,
     async_stream_reply,
 )
+from .compat import chat_log_history
 from .const import CONF_MEDIA_PLAYER, DOMAIN, LOGGER
 from .functions import CallContext
 from .realtime import AudioTurn, FunctionCall, ItanniXError
@@ -319,9 +320,7 @@ async def async_listen(
         await async_prepare_session(live, api, prompt)
         if session is not None:
             # E.g. the opening line of an automation's start_conversation is in the log.
-            with conversation.async_get_chat_log(hass, session) as chat_log:
-                history = list(chat_log.content)
-            await async_replay_history(live, history)
+            await async_replay_history(live, chat_log_history(hass, session))
         # A new turn on the same conversation interrupts a reply still playing
         # (barge-in).
         turn = await live.session.start_audio_turn()
