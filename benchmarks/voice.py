@@ -152,7 +152,8 @@ def _table(turns: int, warmups: int, s: dict[str, Any]) -> str:
         (
             "          TTS bytes: a satellite that takes any WAV (Home Assistant passes "
             "our stream on); via ffmpeg: one asking for 16 kHz mono 16-bit WAV, as "
-            "ESPHome satellites do (Home Assistant converts it with ffmpeg even so)"
+            "ESPHome satellites do (Home Assistant up to 2026.10 converts it with "
+            "ffmpeg even so; 2026.11 passes 16-bit WAV at the asked rate through)"
         ),
         (
             "baseline: RealtimeSession.start_audio_turn() on the same emulator, "

@@ -265,8 +265,9 @@ async def test_voice_latency(
         hass, "Bench 16 kHz", "Bench WAV", kind=TimedSatellite
     )
     # One satellite asks for 16 kHz mono 16-bit WAV, as ESPHome ones do: Home Assistant
-    # then converts the stream with ffmpeg, even though it already is that. The other
-    # takes any WAV, so Home Assistant passes our stream on as it is.
+    # up to 2026.10 then converts the stream with ffmpeg, even though it already is that
+    # (2026.11 passes it through). The other takes any WAV, so Home Assistant passes our
+    # stream on as it is.
     direct.takes_any_wav = True
     converted.http = direct.http = await hass_client()
     samples = Samples()

@@ -17,6 +17,7 @@ from homeassistant.components import conversation
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import llm
 
+from .compat import said_by_home_assistant
 from .functions import CallContext, FunctionDispatcher
 from .prompt import TurnPrompt
 from .realtime import CannotConnectError, FunctionCall
@@ -96,11 +97,20 @@ async def async_replay_history(
     live.history_replayed = True
     if live.turns:
         return  # the session was there all along
-    await live.session.add_history(
-        (content.role, content.content)
-        for content in contents
-        if content.role in ("user", "assistant") and content.content
-    )
+    await live.session.add_history(_history(contents))
+
+
+def _history(contents: Sequence[conversation.Content]) -> list[tuple[str, str]]:
+    """What was said, without the turns that failed (and Home Assistant answered)."""
+    said: list[tuple[str, str]] = []
+    for content in contents:
+        if said_by_home_assistant(content):
+            if said and said[-1][0] == "user":
+                said.pop()  # the question of a turn that was never answered
+            continue
+        if content.role in ("user", "assistant") and content.content:
+            said.append((content.role, content.content))
+    return said
 
 
 class TurnStream:

@@ -36,7 +36,6 @@ import struct
 from typing import Any, Final
 
 from homeassistant.components import conversation
-from homeassistant.components.conversation.chat_log import DATA_CHAT_LOGS
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import chat_session, llm
 from homeassistant.helpers.event import async_call_later
@@ -48,6 +47,7 @@ from .chat import (
     async_replay_history,
     async_stream_reply,
 )
+from .compat import stored_chat_log
 from .const import CONF_MEDIA_PLAYER, DOMAIN, LOGGER
 from .functions import CallContext
 from .prompt import TurnPrompt, async_spoken_turn_prompt
@@ -350,11 +350,6 @@ async def async_speak_reply(
 # listening
 
 
-def _chat_log(hass: HomeAssistant, key: str) -> conversation.ChatLog | None:
-    """The conversation's chat log, read without opening a turn in it."""
-    return hass.data.get(DATA_CHAT_LOGS, {}).get(key)
-
-
 class _Microphone:
     """The satellite's audio into the current turn, kept (bounded) for a retry."""
 
@@ -436,7 +431,7 @@ async def async_listen(
     """
     session = chat_session.current_session.get()
     key = session.conversation_id if session is not None else ulid_now()
-    chat_log = _chat_log(hass, key)
+    chat_log = stored_chat_log(hass, key)
     llm_context = llm.LLMContext(
         platform=DOMAIN,
         context=None,

@@ -16,6 +16,7 @@ from homeassistant.config_entries import (
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import llm
 from homeassistant.helpers.selector import SelectSelector, TextSelector
 import pytest
 
@@ -348,7 +349,11 @@ async def test_options(
     result = await hass.config_entries.options.async_init(config_entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     apis = result["data_schema"].schema[CONF_LLM_HASS_API].config["options"]
-    assert {"value": "assist", "label": "Assist"} in apis
+    # Home Assistant names its APIs: "Assist" up to 2026.10, "Device control" since.
+    (assist,) = [
+        api for api in llm.async_get_apis(hass) if api.id == llm.LLM_API_ASSIST
+    ]
+    assert {"value": "assist", "label": assist.name} in apis
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {

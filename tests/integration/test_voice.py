@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from homeassistant.components import assist_pipeline
 from homeassistant.components.assist_pipeline import PipelineEventType
+from homeassistant.components.conversation.chat_log import async_subscribe_chat_logs
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.core_config import async_process_ha_core_config
@@ -238,7 +239,46 @@ async def test_abandoned_turn_leaves_nothing_behind(
     emulator.assistant().add_turn(Turn(transcript="hello again", reply="Welcome back."))
     await kitchen.talk(utterance("Hello again.", tmp_path))
     assert kitchen.reply() == "Welcome back."
-    assert not [e for e in abandoned.sent_events if e["type"] == "response.created"]
+    # One answer in all: the next turn's. Since Home Assistant 2026.11 the next turn
+    # continues the cancelled run's conversation, so it is asked in the same session;
+    # before, a cancelled run ended its conversation and the next turn had a new one.
+    answers = [
+        event
+        for session in voice_sessions(emulator)
+        for event in session.sent_events
+        if event["type"] == "response.created"
+    ]
+    assert len(answers) == 1
+
+
+async def test_listening_leaves_the_chat_log_to_the_conversation_stage(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """Speech-to-text reads the conversation so far without opening its chat log.
+
+    Since Home Assistant 2026.11 opening a chat log is a turn of the conversation: it
+    fires chat log events, adds to the trace, and fails while another turn holds it.
+    """
+    emulator.assistant().add_turn(Turn(transcript="hi", reply="Hello."))
+    emulator.assistant().add_turn(Turn(transcript="and again", reply="Hello again."))
+    await kitchen.talk(utterance("Hi.", tmp_path))
+    # How many pipeline events the satellite had seen at each chat log event.
+    seen: list[int] = []
+    unsubscribe = async_subscribe_chat_logs(
+        hass, lambda _id, _type, _data: seen.append(len(kitchen.events))
+    )
+    try:
+        await kitchen.talk(utterance("And again.", tmp_path))
+    finally:
+        unsubscribe()
+    assert kitchen.reply() == "Hello again."
+    types = [event.type for event in kitchen.events]
+    intent_start = len(types) - types[::-1].index(PipelineEventType.INTENT_START)
+    assert seen
+    assert min(seen) >= intent_start, [types[n - 1] for n in seen]
 
 
 async def test_new_wake_interrupts_the_assistant(
