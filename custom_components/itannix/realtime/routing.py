@@ -61,6 +61,12 @@ class Responses:
         owner = self.owner(response_id)
         return owner if owner is not None and not owner.done else None
 
+    def producing(self, response_id: str | None) -> Turn | None:
+        """The turn a response in progress belongs to, if that turn is going on."""
+        if response_id not in self.active:
+            return None
+        return self.following(response_id)
+
     def audio(self, kind: str, response_id: str | None) -> None:
         """The service started, stopped or cleared a response's voice."""
         if response_id is None:

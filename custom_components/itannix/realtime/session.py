@@ -518,7 +518,9 @@ class RealtimeSession:
             owner.on_response_created(response_id)
 
     def _on_reply_delta(self, event: TextDelta | TranscriptDelta) -> None:
-        if (owner := self._responses.following(event.response_id)) is not None:
+        # Only a response in progress says more: a late delta of a finished one (its
+        # turn may still wait for a function call's follow-up) is dropped.
+        if (owner := self._responses.producing(event.response_id)) is not None:
             owner.add_delta(event.delta, event.item_id)
 
     def _on_response_done(self, event: ResponseDone) -> None:
@@ -681,9 +683,10 @@ class RealtimeSession:
     def _on_call(self, call: FunctionCall, response_id: str | None) -> None:
         if self._calls.seen(call) or self.closed:
             return
-        if response_id is None or self._responses.following(response_id) is None:
+        if self._responses.producing(response_id) is None:
             self._calls.abandon(call)
             return
+        assert response_id is not None
         self._calls.start(call, response_id)
 
     async def _continue_after_calls(
