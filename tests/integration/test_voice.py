@@ -24,7 +24,7 @@ from yarl import URL
 
 from custom_components.itannix.const import CONF_MEDIA_PLAYER, DOMAIN
 from tests.audio import decode_pcm16k, rms, silence, similarity, speak
-from tests.emulator import EmulatedSession, Emulator, Turn
+from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 from tests.emulator.voice import Synthesizer
 
 from .helpers import until
@@ -508,3 +508,174 @@ async def test_start_conversation_needs_a_target_that_can_speak(
             blocking=True,
         )
     assert err.value.translation_key == "cannot_start_conversation"
+
+
+# -- the turn model, as a satellite's user notices it -------------------------------
+
+
+async def test_heard_nothing_is_no_text_recognized(
+    hass: HomeAssistant, emulator: Emulator, kitchen: VoiceSatellite
+) -> None:
+    """Silence: the pipeline says nothing was recognized, not that STT failed."""
+    await kitchen.talk(silence(1.5))
+    error = kitchen.event_data(PipelineEventType.ERROR)
+    assert error["code"] == "stt-no-text-recognized"
+    assert not [
+        e
+        for session in emulator.sessions
+        for e in session.sent_events
+        if e["type"] == "response.created"
+    ]
+
+
+async def test_a_failed_spoken_turn_speaks_its_error(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The reply is cut off mid-sentence: the satellite hears the error, spoken.
+
+    The transcript must come before the reply here (ideal transcription timing and a
+    think time), so that the failure happens in the conversation stage, which is what
+    this test is about; with the transcript late, listening itself fails.
+    """
+    emulator.behaviour.transcription_after_response = False
+    emulator.behaviour.transcription_delay = 0.0
+    emulator.behaviour.think_time = 0.5
+    emulator.faults.drop_channel_mid_reply = True
+    emulator.assistant().add_turn(
+        Turn(transcript="tell me a story", reply="Once upon a time there was a light.")
+    )
+    await kitchen.talk(utterance("Tell me a story.", tmp_path))
+    assert kitchen.heard() == "tell me a story"
+    said = kitchen.reply()
+    assert "Could not reach ItanniX" in said or "could not answer" in said, said
+    # Not the abandoned reply's silence: the error in the assistant's REST voice.
+    played = await fetch_tts(hass_client, kitchen)
+    assert len(played) > 16_000  # more than half a second
+    assert rms(played) > 300
+    tts_requests = [r for r in emulator.requests if "text-to-speech" in r[1]]
+    assert len(tts_requests) == 1
+    failures = [
+        r
+        for r in caplog.records
+        if r.levelname == "WARNING"
+        and r.name.startswith("custom_components.itannix")
+        and "dropped" not in r.getMessage()
+    ]
+    assert len(failures) == 1, [r.getMessage() for r in failures]
+
+
+async def test_barge_in_over_a_function_call_gives_one_reply(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """The user talks again while an automation still answers the assistant's call.
+
+    The interrupted turn's call still gets its one output, but its follow-up reply
+    never comes: the next turn answers once.
+    """
+    assert await async_setup_component(
+        hass,
+        "automation",
+        {
+            "automation": [
+                {
+                    "triggers": [
+                        {
+                            "trigger": "event",
+                            "event_type": "itannix_function_call",
+                            "event_data": {"name": "open_garage"},
+                        }
+                    ],
+                    "actions": [
+                        {"delay": 2},
+                        {
+                            "action": "itannix.function_call_response",
+                            "data": {
+                                "call_id": "{{ trigger.event.data.call_id }}",
+                                "response": {"open": True},
+                            },
+                        },
+                    ],
+                }
+            ]
+        },
+    )
+    emulator.assistant().add_turn(
+        Turn(
+            transcript="open the garage",
+            function_calls=[FunctionCallSpec("open_garage", call_id="call_garage")],
+            reply_after_tools="The garage is open.",
+        )
+    )
+    emulator.assistant().add_turn(Turn(transcript="stop", reply="Okay."))
+    first = hass.async_create_task(
+        kitchen.talk(utterance("Open the garage.", tmp_path))
+    )
+    await until(lambda: bool(voice_sessions(emulator)))
+    (session,) = voice_sessions(emulator)
+    await until(
+        lambda: any(e["type"] == "response.done" for e in session.sent_events),
+        timeout=20,
+    )
+    await kitchen.talk(utterance("Stop.", tmp_path))
+    await asyncio.gather(first, return_exceptions=True)
+    assert kitchen.reply() == "Okay."
+    # The call was answered once (when the automation finished), and nothing followed
+    # it: the only replies are the call and "Okay.".
+    await until(lambda: "call_garage" in session.function_outputs, timeout=10)
+    await asyncio.sleep(0.5)
+    outputs = [
+        e
+        for e in session.received_events
+        if e["type"] == "conversation.item.create"
+        and e["item"].get("type") == "function_call_output"
+    ]
+    assert len(outputs) == 1
+    texts = [e["response"] for e in session.sent_events if e["type"] == "response.done"]
+    assert [
+        "".join(
+            part.get("transcript") or part.get("text") or ""
+            for item in response["output"]
+            for part in item.get("content") or []
+        )
+        for response in texts
+        if response["status"] == "completed"
+    ] == ["", "Okay."]
+
+
+async def test_barge_in_cuts_the_voice_still_playing(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """A wake while reply 1 still plays: reply 1 stops there, reply 2 plays once."""
+    story = "Once upon a time, in a small house by the sea, there lived a lamp. " * 3
+    emulator.assistant().add_turn(Turn(transcript="tell me a story", reply=story))
+    emulator.assistant().add_turn(Turn(transcript="stop", reply="Okay, stopping."))
+    await kitchen.talk(utterance("Tell me a story.", tmp_path))
+    # The satellite plays reply 1 as it streams.
+    first = hass.async_create_task(fetch_tts(hass_client, kitchen))
+    (session,) = voice_sessions(emulator)
+    await until(lambda: any(e["type"] == "response.done" for e in session.sent_events))
+    await kitchen.talk(utterance("Stop.", tmp_path))
+    second = await fetch_tts(hass_client, kitchen)
+    async with asyncio.timeout(10):
+        played_first = await first
+    story_voice = await reference_voice(story)
+    stop_voice = await reference_voice("Okay, stopping.")
+    # Reply 1 was cut: far shorter than the story, and it did not go on into reply 2.
+    assert len(played_first) < len(story_voice) * 0.8
+    tail = played_first[-len(stop_voice) :]
+    assert similarity(tail, stop_voice) < 0.5
+    # Reply 2 played once, whole.
+    assert similarity(second, stop_voice) > 0.6
+    assert len(stop_voice) * 0.8 < len(second) < len(stop_voice) * 1.5
