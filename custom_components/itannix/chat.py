@@ -237,10 +237,6 @@ async def async_run_text_turn(
     prompt: TurnPrompt,
 ) -> None:
     """Send ``text`` and stream the assistant's reply (and tool calls) into the log."""
-    await async_prepare_session(live, prompt)
-    # The log already ends with this message, which ask() sends itself.
-    await async_replay_history(live, chat_log.content[:-1])
-
     produced = False
 
     async def produce(stream: TurnStream) -> None:
@@ -269,6 +265,9 @@ async def async_run_text_turn(
             live.call_handler = None
 
     try:
+        await async_prepare_session(live, prompt)
+        # The log already ends with this message, which ask() sends itself.
+        await async_replay_history(live, chat_log.content[:-1])
         await async_stream_reply(hass, chat_log, agent_id, produce)
     except CannotConnectError as err:
         dropped = live.session.connection.close_reason is not None

@@ -70,6 +70,10 @@ CLAIM_TIMEOUT = 5.0
 SPEECH_TIMEOUT = 8.0
 # How long a finished reply's voice waits for the TTS stage before it is dropped.
 AUDIO_CLAIM_TIMEOUT = 30.0
+# Once the pipeline run is over, how long the TTS stage may still take to ask for the
+# voice (Home Assistant asks from a task of its own). When it never asks, it played
+# something else: its cached recording of a reply with the same words.
+AFTER_RUN_CLAIM_TIMEOUT = 2.0
 # What a spoken turn keeps of the user's audio, to say it again to a fresh session
 # when the first one drops before answering (seconds).
 REPLAY_SECONDS = 30
@@ -191,6 +195,12 @@ class VoiceTurn:
             self._set_deadline(AUDIO_CLAIM_TIMEOUT, self.finish)
 
     @callback
+    def run_ended(self, _task: object = None) -> None:
+        """The pipeline run is over: a voice nobody asked for yet soon never will be."""
+        if self.state in (VoiceState.HEARD, VoiceState.REPLYING, VoiceState.REPLIED):
+            self._set_deadline(AFTER_RUN_CLAIM_TIMEOUT, self.abandon)
+
+    @callback
     def fail(self, err: BaseException) -> None:
         """The conversation stage failed: stop the reply; its error is spoken instead."""
         if self.finished:
@@ -222,8 +232,7 @@ class VoiceTurn:
         )
 
     async def _async_stop_reply(self) -> None:
-        await self.turn.cancel()
-        await self.live.session.clear_input_audio()
+        await self.live.session.cancel_turn(self.turn, forget_input=True)
 
     def _closed(self) -> None:
         if not self.finished:
@@ -449,6 +458,7 @@ async def async_listen(
     voice = await _async_start(hass, entry, key, prompt, chat_log)
     microphone.switch(voice.turn)
     _current_turn.set(voice)
+    run = asyncio.current_task()
 
     async def feed() -> None:
         async for chunk in stream:
@@ -482,4 +492,7 @@ async def async_listen(
         voice.abandon()
         return ""
     voice.heard(transcript)
+    if run is not None:
+        # The stages run in this task: its end is the end of the pipeline run.
+        run.add_done_callback(voice.run_ended)
     return transcript

@@ -19,7 +19,7 @@ from .events import CONVERSATION_ITEM_CREATE, Event, FunctionCall
 _LOGGER = logging.getLogger(__name__)
 
 type FunctionHandler = Callable[[FunctionCall], Awaitable[Any]]
-type Sender = Callable[[Event], Awaitable[None]]
+type Sender = Callable[[Event], Awaitable[object]]
 type Spawner = Callable[[Awaitable[None]], asyncio.Task[None]]
 
 NOT_RUN = "Not run: the reply it belonged to was interrupted"

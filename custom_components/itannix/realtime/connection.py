@@ -454,7 +454,7 @@ class RealtimeConnection:
         for stream in self._streams:
             stream.end(reason)
         self._streams.clear()
-        for listener in self._close_listeners:
+        for listener in list(self._close_listeners):
             try:
                 listener(reason)
             except Exception:

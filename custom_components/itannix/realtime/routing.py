@@ -89,6 +89,14 @@ class Responses:
         self.playing.clear()
         self._unnamed_playing = False
 
+    def of(self, turn: Turn) -> list[str]:
+        """The responses of ``turn`` still in progress."""
+        return [rid for rid in turn.responses if rid in self.active]
+
+    def voice_of(self, turn: Turn) -> bool:
+        """Whether the voice of one of ``turn``'s responses is playing."""
+        return any(rid in self.playing for rid in turn.responses)
+
     def others(self, turn: Turn) -> set[str]:
         """Responses in progress that ``turn`` does not own."""
         return {rid for rid in self.active if not turn.owns(rid)}

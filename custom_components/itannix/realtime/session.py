@@ -141,6 +141,8 @@ class RealtimeSession:
         self._tools: list[Tool] | None = None
         self._context: str | None = None
         self._installed: dict[str, Any] = {}
+        # session.update events sent, by event id: the fields each one set.
+        self._configuring: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._opened_at: float | None = None
         self._junk = OnceLogger(_LOGGER)
         self.usage = Usage()
@@ -287,14 +289,19 @@ class RealtimeSession:
             )
             if self._installed.get("instructions") != instructions:
                 update["instructions"] = instructions
-        elif self._context and self._installed.get("message") != self._context:
+        elif self._context and "message" not in self._installed:
             # The assistant's instructions are unknown: a system message adds the
-            # context without replacing them.
+            # context without replacing them; once, so messages do not pile up.
             self._installed["message"] = self._context
             await self.add_message("system", self._context)
         if not update:
             return
-        await self._send_untagged({"type": SESSION_UPDATE, "session": update})
+        event_id = await self._send_untagged(
+            {"type": SESSION_UPDATE, "session": update}
+        )
+        self._configuring[event_id] = tuple(update)
+        while len(self._configuring) > _REMEMBERED_ITEMS:
+            self._configuring.popitem(last=False)
         if "tools" in update:
             self._installed["tools"] = tools_signature(update["tools"])
         if "instructions" in update:
@@ -388,33 +395,56 @@ class RealtimeSession:
         """Send user audio (16 kHz mono s16 PCM) on the outbound track."""
         self.connection.microphone.feed(pcm)
 
-    async def cancel_turn(self, turn: Turn | None = None) -> None:
-        """Cut the current (or given) turn short: stop the reply and its voice."""
+    async def cancel_turn(
+        self, turn: Turn | None = None, *, forget_input: bool = False
+    ) -> None:
+        """Cut the current (or given) turn short: stop its reply and its voice.
+
+        Only what is the turn's own is stopped (its responses, by id; its voice):
+        cancelling a turn late, after the next one started, never touches the next.
+        ``forget_input``: also drop the user's audio not yet answered, if the turn is
+        still the current one.
+        """
         turn = turn or self._turn
         if turn is None:
             return
-        if turn.done:
-            # Generated, but maybe still playing: the voice stops all the same.
-            if isinstance(turn, AudioTurn) and turn.audio_open:
-                await self._silence()
-                turn.end_audio()
-            return
-        turn.cancelled = True
-        turn.finish()
+        current = self._turn is turn
+        # A spoken turn the service's VAD has not answered yet: whatever response
+        # starts now is its, as long as it is the current turn.
+        pending = current and not turn.done and turn.awaiting_response
+        if not turn.done:
+            turn.cancelled = True
+            turn.finish()
+            self._turn_over(turn)
         with contextlib.suppress(CannotConnectError):
-            # Tagged but owned by no turn: "nothing to cancel" must not fail the next.
-            await self._send_untagged({"type": RESPONSE_CANCEL})
-            await self._silence(always=isinstance(turn, AudioTurn))
+            await self._cancel_responses(self._responses.of(turn), untargeted=pending)
+            if self._responses.voice_of(turn) or (
+                pending and isinstance(turn, AudioTurn)
+            ):
+                await self._silence()
+            if forget_input and current:
+                await self.clear_input_audio()
         if isinstance(turn, AudioTurn):
             turn.end_audio()
-        self._turn_over(turn)
 
-    async def _silence(self, *, always: bool = False) -> None:
+    async def _cancel_responses(
+        self, response_ids: Iterable[str], *, untargeted: bool = False
+    ) -> None:
+        """Cancel responses by id (``untargeted``: whichever is in progress)."""
+        ids = list(response_ids)
+        for response_id in ids:
+            await self._send_untagged(
+                {"type": RESPONSE_CANCEL, "response_id": response_id}
+            )
+        if untargeted and not ids:
+            # Tagged but owned by no turn: "nothing to cancel" fails nothing.
+            await self._send_untagged({"type": RESPONSE_CANCEL})
+
+    async def _silence(self) -> None:
         """Stop the voice the service is playing."""
-        if always or self._responses.speaking:
-            self._responses.quiet()
-            with contextlib.suppress(CannotConnectError):
-                await self._send_untagged({"type": OUTPUT_AUDIO_BUFFER_CLEAR})
+        self._responses.quiet()
+        with contextlib.suppress(CannotConnectError):
+            await self._send_untagged({"type": OUTPUT_AUDIO_BUFFER_CLEAR})
 
     async def _end_previous_turn(self, *, interrupt: bool = False) -> None:
         previous = self._turn
@@ -428,18 +458,19 @@ class RealtimeSession:
             return
         # The user talks over a reply nobody waits for any more (its turn was
         # abandoned, or only its voice still plays): cut it, and end that voice.
-        if self._responses.active:
-            with contextlib.suppress(CannotConnectError):
-                await self._send_untagged({"type": RESPONSE_CANCEL})
-        await self._silence()
+        # Nothing of the new turn exists yet, so all of it is old.
+        with contextlib.suppress(CannotConnectError):
+            await self._cancel_responses(set(self._responses.active))
+            if self._responses.speaking:
+                await self._silence()
         if isinstance(previous, AudioTurn):
             previous.end_audio()
 
     async def _settle(self, turn: Turn) -> None:
         """Before asking for a response: end those nobody follows (bounded)."""
-        if not self._responses.others(turn):
+        if not (others := self._responses.others(turn)):
             return
-        await self._send_untagged({"type": RESPONSE_CANCEL})
+        await self._cancel_responses(others)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SETTLE_TIMEOUT):
                 await self._responses.wait_none_but(turn)
@@ -462,7 +493,7 @@ class RealtimeSession:
 
     # sending
 
-    async def _send(self, turn: Turn | None, event: Event) -> None:
+    async def _send(self, turn: Turn | None, event: Event) -> str:
         """Send an event, tagged so that an error about it finds its turn."""
         event_id = f"evt_{secrets.token_hex(8)}"
         if turn is not None:
@@ -470,9 +501,10 @@ class RealtimeSession:
             while len(self._requests) > _REMEMBERED_REQUESTS:
                 self._requests.popitem(last=False)
         await self.connection.send({"event_id": event_id, **event})
+        return event_id
 
-    async def _send_untagged(self, event: Event) -> None:
-        await self._send(None, event)
+    async def _send_untagged(self, event: Event) -> str:
+        return await self._send(None, event)
 
     def _turn_over(self, turn: Turn) -> None:
         if self._detach_idle and isinstance(turn, AudioTurn) and self._turn is turn:
@@ -581,6 +613,17 @@ class RealtimeSession:
         _LOGGER.debug("Server error event %s: %s", code, message)
         if code == ERROR_SESSION_EXPIRED:
             self._expire(message)
+            return
+        if (fields := self._configuring.pop(error.event_id or "", None)) is not None:
+            # What we added to the session was refused: say so, and send it again
+            # with the next turn's configuration.
+            self.connection.client.log_once.warning(
+                ("session.update refused", code),
+                "ItanniX refused the session's tools or context: %s",
+                message,
+            )
+            for field in fields:
+                self._installed.pop(field, None)
             return
         turn = self._turn_of_error(error)
         if turn is None or turn.done:
