@@ -62,6 +62,7 @@ from .const import (
     MIN_IDLE_TIMEOUT,
     MIN_MAX_SESSIONS,
 )
+from .prompt import api_ids, requires_admin
 from .realtime import (
     AuthenticationError,
     CannotConnectError,
@@ -76,8 +77,6 @@ from .realtime import (
 )
 from .runtime import ItanniXConfigEntry
 from .secret_store import generate_secret, get_secret_store
-
-LLM_API_NONE = "none"
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -358,30 +357,65 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
         return ItanniXOptionsFlow()
 
 
+def _api_selector(hass: HomeAssistant) -> SelectSelector:
+    """A multi-select of Home Assistant's LLM APIs; admin-only ones say so."""
+    options = [
+        SelectOptionDict(
+            value=api.id,
+            # The frontend shows a translated label instead where strings.json has
+            # one (under the selector's translation key): Home Assistant's own.
+            label=f"{api.name} (admins only)" if requires_admin(api) else api.name,
+        )
+        for api in llm.async_get_apis(hass)
+    ]
+    return SelectSelector(
+        SelectSelectorConfig(
+            options=options,
+            multiple=True,
+            mode=SelectSelectorMode.LIST,
+            translation_key=CONF_LLM_HASS_API,
+        )
+    )
+
+
+def _admin_only_names(hass: HomeAssistant, ids: list[str]) -> list[str]:
+    """The names of the APIs in ``ids`` that only an admin user may use."""
+    return [
+        api.name
+        for api in llm.async_get_apis(hass)
+        if api.id in ids and requires_admin(api)
+    ]
+
+
 class ItanniXOptionsFlow(OptionsFlowWithReload):
     """Assistant, Home Assistant control, voice and session lifetime."""
+
+    def __init__(self) -> None:
+        """Initialize the flow."""
+        self._saved: dict[str, Any] = {}
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Show and save the options."""
+        options = self.config_entry.options
+        # Stored as one ID (or "none") before the APIs were a multi-select.
+        chosen = api_ids(options.get(CONF_LLM_HASS_API))
         if user_input is not None:
             saved = {
                 key: value
                 for key, value in user_input.items()
-                if value not in ("", None)
-                and not (key == CONF_LLM_HASS_API and value == LLM_API_NONE)
+                if value not in ("", None) and key != CONF_LLM_HASS_API
             }
+            # Always a list: an empty one is "no control".
+            saved[CONF_LLM_HASS_API] = api_ids(user_input.get(CONF_LLM_HASS_API))
+            self._saved = saved
+            added = [api for api in saved[CONF_LLM_HASS_API] if api not in chosen]
+            if _admin_only_names(self.hass, added):
+                return await self.async_step_admin_only()
             return self.async_create_entry(data=saved)
 
-        options = self.config_entry.options
-        apis: list[SelectOptionDict] = [
-            SelectOptionDict(value=LLM_API_NONE, label="No control")
-        ]
-        apis.extend(
-            SelectOptionDict(value=api.id, label=api.name)
-            for api in llm.async_get_apis(self.hass)
-        )
+        known = {api.id for api in llm.async_get_apis(self.hass)}
         voice = await _async_voice_selector(self.config_entry, options.get(CONF_VOICE))
         schema = _form_schema(
             {
@@ -391,8 +425,10 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
                 ): str,
                 vol.Optional(
                     CONF_LLM_HASS_API,
-                    default=options.get(CONF_LLM_HASS_API, LLM_API_NONE),
-                ): SelectSelector(SelectSelectorConfig(options=apis)),
+                    description={
+                        "suggested_value": [api for api in chosen if api in known]
+                    },
+                ): _api_selector(self.hass),
                 vol.Optional(
                     CONF_PROMPT,
                     description={"suggested_value": options.get(CONF_PROMPT)},
@@ -448,3 +484,16 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
             }
         )
         return self.async_show_form(step_id="init", data_schema=schema)
+
+    async def async_step_admin_only(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Say what an API that only admins may use leaves out; then save."""
+        if user_input is not None:
+            return self.async_create_entry(data=self._saved)
+        names = _admin_only_names(self.hass, self._saved[CONF_LLM_HASS_API])
+        return self.async_show_form(
+            step_id="admin_only",
+            data_schema=_form_schema({}),
+            description_placeholders={"apis": ", ".join(names)},
+        )

@@ -16,7 +16,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .chat import DroppedBeforeReplyError, async_run_text_turn
 from .const import DOMAIN, LOGGER, TURN_TIMEOUT
 from .entity import ItanniXEntity
-from .prompt import TurnPrompt, async_turn_prompt, selected_apis
+from .prompt import TurnPrompt, async_offered_apis, async_turn_prompt, selected_apis
 from .realtime import (
     AuthenticationError,
     CannotConnectError,
@@ -133,7 +133,7 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
         if selected_apis(self.entry) or options.get(CONF_PROMPT):
             await chat_log.async_provide_llm_data(
                 llm_context,
-                selected_apis(self.entry) or None,
+                await async_offered_apis(self.hass, self.entry, llm_context),
                 options.get(CONF_PROMPT),
                 user_input.extra_system_prompt,
             )

@@ -17,9 +17,16 @@ from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, TemplateError
 from homeassistant.helpers import llm, template
+from homeassistant.util.hass_dict import HassKey
 
-from .const import LOGGER
+from .const import DOMAIN, LOGGER
 from .runtime import ItanniXConfigEntry
+
+# What the options stored for "No control" before they held a list of APIs.
+LLM_API_NONE = "none"
+
+# The LLM APIs already reported as left out, per entry: (entry ID, API ID).
+_LEFT_OUT: HassKey[set[tuple[str, str]]] = HassKey(f"{DOMAIN}_llm_apis_left_out")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +38,90 @@ class TurnPrompt:
     tool_names: frozenset[str] = field(default_factory=frozenset)
 
 
-def selected_apis(entry: ItanniXConfigEntry) -> list[str]:
-    """The LLM APIs chosen in the options (one or several)."""
-    value: Any = entry.options.get(CONF_LLM_HASS_API)
+def api_ids(value: Any) -> list[str]:
+    """The LLM API IDs an options value names, whichever way it was stored.
+
+    A list since LLM APIs are a multi-select; before that one ID, or the "none" of
+    "No control". An empty list (or nothing) is no API.
+    """
     if not value:
         return []
-    return [value] if isinstance(value, str) else [str(api) for api in value]
+    ids = [value] if isinstance(value, str) else [str(api) for api in value]
+    return list(dict.fromkeys(api for api in ids if api and api != LLM_API_NONE))
+
+
+def selected_apis(entry: ItanniXConfigEntry) -> list[str]:
+    """The LLM APIs chosen in the options (none, one or several)."""
+    return api_ids(entry.options.get(CONF_LLM_HASS_API))
+
+
+def requires_admin(api: llm.API) -> bool:
+    """Whether only an admin user may use ``api`` (Home Assistant 2026.11 and later)."""
+    return bool(getattr(api, "requires_admin", False))
+
+
+async def _is_admin(hass: HomeAssistant, llm_context: llm.LLMContext) -> bool:
+    context = llm_context.context
+    if context is None or not context.user_id:
+        return False  # a voice satellite, an automation
+    user = await hass.auth.async_get_user(context.user_id)
+    return user is not None and user.is_admin
+
+
+def _report_left_out(
+    hass: HomeAssistant, entry: ItanniXConfigEntry, api_id: str, why: str
+) -> None:
+    """Warn once per entry and API that a chosen API is left out of turns."""
+    reported = hass.data.setdefault(_LEFT_OUT, set())
+    if (entry.entry_id, api_id) in reported:
+        return
+    reported.add((entry.entry_id, api_id))
+    LOGGER.warning("The tools of the LLM API '%s' are left out: %s", api_id, why)
+
+
+_NOT_REGISTERED = "no API of this ID is registered (is its integration loaded?)"
+_NEEDS_ADMIN = (
+    "it requires an admin user, so turns without one (voice satellites, automations, "
+    "users who are not admins) do not get its tools"
+)
+
+
+async def usable_apis(
+    hass: HomeAssistant, entry: ItanniXConfigEntry, llm_context: llm.LLMContext
+) -> tuple[list[str], list[str]]:
+    """The chosen LLM APIs this turn may use, and those it may not.
+
+    An API that requires an admin is left out of a turn without an admin user (a voice
+    satellite's, an automation's, a user's who is not an admin), and one no longer
+    registered is left out of every turn. Each is reported once (per entry) in the log.
+    """
+    registered = {api.id: api for api in llm.async_get_apis(hass)}
+    usable: list[str] = []
+    excluded: list[str] = []
+    admin: bool | None = None
+    for api_id in selected_apis(entry):
+        api = registered.get(api_id)
+        if api is None:
+            _report_left_out(hass, entry, api_id, _NOT_REGISTERED)
+            excluded.append(api_id)
+            continue
+        if requires_admin(api):
+            if admin is None:
+                admin = await _is_admin(hass, llm_context)
+            if not admin:
+                _report_left_out(hass, entry, api_id, _NEEDS_ADMIN)
+                excluded.append(api_id)
+                continue
+        usable.append(api_id)
+    return usable, excluded
+
+
+async def async_offered_apis(
+    hass: HomeAssistant, entry: ItanniXConfigEntry, llm_context: llm.LLMContext
+) -> list[str] | None:
+    """The LLM APIs to offer this turn (None for none): ``usable_apis``' usable ones."""
+    usable, _excluded = await usable_apis(hass, entry, llm_context)
+    return usable or None
 
 
 async def _user_name(hass: HomeAssistant, llm_context: llm.LLMContext) -> str | None:
@@ -68,10 +153,28 @@ def _render(
 async def async_get_api(
     hass: HomeAssistant, entry: ItanniXConfigEntry, llm_context: llm.LLMContext
 ) -> llm.APIInstance | None:
-    """The options' LLM API(s) for this turn; raises HomeAssistantError if unusable."""
-    if not (apis := selected_apis(entry)):
+    """The options' LLM API(s) this turn may use; raises HomeAssistantError if unusable.
+
+    Of several APIs, one that fails (it refuses this turn's user, say) is left out and
+    the others are offered; only when none can be used does this raise.
+    """
+    if not (apis := (await usable_apis(hass, entry, llm_context))[0]):
         return None
-    return await llm.async_get_api(hass, apis, llm_context)
+    try:
+        return await llm.async_get_api(hass, apis, llm_context)
+    except HomeAssistantError:
+        if len(apis) == 1:
+            raise
+    working: list[str] = []
+    for api_id in apis:
+        try:
+            await llm.async_get_api(hass, api_id, llm_context)
+        except HomeAssistantError as err:
+            why = f"it cannot be used ({str(err) or type(err).__name__})"
+            _report_left_out(hass, entry, api_id, why)
+        else:
+            working.append(api_id)
+    return await llm.async_get_api(hass, working or apis, llm_context)
 
 
 async def async_turn_prompt(
@@ -108,7 +211,9 @@ async def async_spoken_turn_prompt(
 ) -> TurnPrompt:
     """The context of a spoken turn, before the user speaks.
 
-    An LLM API that cannot be used leaves the turn without its tools, and says so.
+    A spoken turn has no user: an API that requires an admin is left out and the
+    others chosen are offered (``async_get_api``). Only when none can be used does the
+    turn go without Home Assistant's tools, and say so.
     """
     try:
         api = await async_get_api(hass, entry, llm_context)

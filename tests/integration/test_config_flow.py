@@ -18,6 +18,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import llm
 from homeassistant.helpers.selector import SelectSelector, TextSelector
+from homeassistant.helpers.translation import async_get_translations
 import pytest
 
 from custom_components.itannix.const import (
@@ -345,20 +346,27 @@ async def test_reconfigure_without_secret(
 async def test_options(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
-    """Options are saved; 'no control' and empty fields are left out."""
+    """Options are saved; the LLM APIs as a list (empty: no control), empty fields left out."""
     result = await hass.config_entries.options.async_init(config_entry.entry_id)
     assert result["type"] is FlowResultType.FORM
-    apis = result["data_schema"].schema[CONF_LLM_HASS_API].config["options"]
+    selector = result["data_schema"].schema[CONF_LLM_HASS_API]
+    assert isinstance(selector, SelectSelector)
+    assert selector.config["multiple"] is True
+    assert selector.config["translation_key"] == CONF_LLM_HASS_API
+    apis = selector.config["options"]
     # Home Assistant names its APIs: "Assist" up to 2026.10, "Device control" since.
     (assist,) = [
         api for api in llm.async_get_apis(hass) if api.id == llm.LLM_API_ASSIST
     ]
     assert {"value": "assist", "label": assist.name} in apis
+    # There is no "No control" entry any more: none chosen is no control.
+    assert "none" not in [api["value"] for api in apis]
+    assert _suggested(result, CONF_LLM_HASS_API) == []
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
             CONF_ASSISTANT_ID: "asst_kitchen",
-            CONF_LLM_HASS_API: "assist",
+            CONF_LLM_HASS_API: ["assist"],
             CONF_PROMPT: "Call me Sam.",
             CONF_IDLE_TIMEOUT: 120,
         },
@@ -366,7 +374,7 @@ async def test_options(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert config_entry.options == {
         CONF_ASSISTANT_ID: "asst_kitchen",
-        CONF_LLM_HASS_API: "assist",
+        CONF_LLM_HASS_API: ["assist"],
         CONF_PROMPT: "Call me Sam.",
         CONF_IDLE_TIMEOUT: 120,
         CONF_MAX_SESSIONS: DEFAULT_MAX_SESSIONS,  # the default, shown and kept
@@ -375,15 +383,146 @@ async def test_options(
     # The entry reloaded with the new assistant: its session request names it.
     assert emulator.sessions[-1].assistant_id == "asst_kitchen"
 
+    # Shown again as chosen; then none chosen.
     result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    assert _suggested(result, CONF_LLM_HASS_API) == ["assist"]
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
-        {CONF_ASSISTANT_ID: "", CONF_LLM_HASS_API: "none", CONF_IDLE_TIMEOUT: 300},
+        {CONF_ASSISTANT_ID: "", CONF_LLM_HASS_API: [], CONF_IDLE_TIMEOUT: 300},
     )
     assert config_entry.options == {
+        CONF_LLM_HASS_API: [],
         CONF_IDLE_TIMEOUT: 300,
         CONF_MAX_SESSIONS: DEFAULT_MAX_SESSIONS,
     }
+    await hass.async_block_till_done()
+
+    # Left out of the form altogether (the frontend may send nothing): none either.
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_IDLE_TIMEOUT: 300}
+    )
+    assert config_entry.options[CONF_LLM_HASS_API] == []
+
+
+def _suggested(result: Any, key: str) -> Any:
+    """The value a form shows in a field before the user changes it."""
+    for marker in result["data_schema"].schema:
+        if marker == key:
+            return (marker.description or {}).get("suggested_value")
+    raise AssertionError(f"no {key} in the form")
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("assist", ["assist"]),  # one API, before the multi-select
+        ("none", []),  # "No control", before the multi-select
+        (["assist", "gone"], ["assist"]),  # an API no longer registered
+        (None, []),  # never chosen
+    ],
+    ids=["single", "none", "gone", "unset"],
+)
+async def test_options_llm_apis_stored_before(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    stored: Any,
+    shown: list[str],
+) -> None:
+    """LLM APIs stored by an older version show as the list they mean, and save so."""
+    options = {} if stored is None else {CONF_LLM_HASS_API: stored}
+    hass.config_entries.async_update_entry(config_entry, options=options)
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    assert _suggested(result, CONF_LLM_HASS_API) == shown
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_LLM_HASS_API: shown, CONF_IDLE_TIMEOUT: 300}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert config_entry.options[CONF_LLM_HASS_API] == shown
+    await hass.async_block_till_done()
+
+
+class _AdminOnlyAPI(llm.API):
+    async def async_get_api_instance(
+        self, llm_context: llm.LLMContext
+    ) -> llm.APIInstance:
+        return llm.APIInstance(
+            api=self, api_prompt="", llm_context=llm_context, tools=[]
+        )
+
+
+def _admin_only_api(hass: HomeAssistant) -> str:
+    """Register an API that only admins may use; return its ID.
+
+    Home Assistant's own ("Home Assistant") exists since 2026.11 only; this one is
+    there on every version (before 2026.11 nothing in Home Assistant checks it).
+    """
+    api = _AdminOnlyAPI(hass=hass, id="admin_only_test", name="Admin report")
+    api.requires_admin = True
+    llm.async_register_api(hass, api)
+    return api.id
+
+
+async def test_options_admin_only_api_says_what_it_leaves_out(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """An API only admins may use is marked; choosing it shows a note, then saves."""
+    api_id = _admin_only_api(hass)
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    apis = result["data_schema"].schema[CONF_LLM_HASS_API].config["options"]
+    assert {"value": api_id, "label": "Admin report (admins only)"} in apis
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_LLM_HASS_API: ["assist", api_id]}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "admin_only"
+    assert result["description_placeholders"] == {"apis": "Admin report"}
+    assert config_entry.options == {}  # not saved yet
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert config_entry.options[CONF_LLM_HASS_API] == ["assist", api_id]
+    await hass.async_block_till_done()
+
+    # Chosen already: saving other options again does not repeat the note.
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {CONF_LLM_HASS_API: ["assist", api_id], CONF_IDLE_TIMEOUT: 60},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert config_entry.options[CONF_IDLE_TIMEOUT] == 60
+
+
+@pytest.mark.skipif(
+    not hasattr(llm, "LLM_API_HOME_ASSISTANT"),
+    reason="Home Assistant before 2026.11 has no admin-only LLM API",
+)
+async def test_options_home_assistant_api_is_marked_admins_only(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Home Assistant's own admin-only API is offered, marked, with the note."""
+    api_id = llm.LLM_API_HOME_ASSISTANT
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    apis = result["data_schema"].schema[CONF_LLM_HASS_API].config["options"]
+    assert {"value": api_id, "label": "Home Assistant (admins only)"} in apis
+    # The translated label the frontend shows instead.
+    translations = await async_get_translations(hass, "en", "selector", [DOMAIN])
+    label = translations[
+        f"component.{DOMAIN}.selector.{CONF_LLM_HASS_API}.options.{api_id}"
+    ]
+    assert "admins only" in label
+    assert "voice satellites" in label
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_LLM_HASS_API: [api_id]}
+    )
+    assert result["step_id"] == "admin_only"
+    assert result["description_placeholders"] == {"apis": "Home Assistant"}
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {})
+    assert config_entry.options[CONF_LLM_HASS_API] == [api_id]
+    await hass.async_block_till_done()
 
 
 async def test_options_voice_is_picked_from_the_workspace(

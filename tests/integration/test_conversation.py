@@ -122,7 +122,7 @@ async def test_question_keeps_the_satellite_listening(
 async def _enable_assist(hass: HomeAssistant, entry: ConfigEntry) -> None:
     result = await hass.config_entries.options.async_init(entry.entry_id)
     await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_LLM_HASS_API: "assist"}
+        result["flow_id"], {CONF_LLM_HASS_API: ["assist"]}
     )
     await hass.async_block_till_done()
 

@@ -175,7 +175,7 @@ async def test_dashboard_tools_survive_control_home_assistant(
         },
     )
     await hass.async_block_till_done()
-    await _set_options(hass, config_entry, {CONF_LLM_HASS_API: "assist"})
+    await _set_options(hass, config_entry, {CONF_LLM_HASS_API: ["assist"]})
     turn_on = await _assist_tool(hass, "HassTurnOn")
     events = async_capture_events(hass, EVENT_FUNCTION_CALL)
     brain = emulator.assistant()
