@@ -8,7 +8,9 @@ from typing import Any
 
 from aiohttp import ClientSession
 from homeassistant.components import conversation
+from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.core import Context, HomeAssistant
+from homeassistant.setup import async_setup_component
 
 from tests.conftest import WORKSPACE_KEY
 from tests.emulator import EmulatedSession, Emulator
@@ -73,3 +75,17 @@ def template_light(name: str, switch: str) -> dict[str, Any]:
             "target": {"entity_id": f"input_boolean.{switch}"},
         },
     }
+
+
+async def async_setup_exposed_light(hass: HomeAssistant) -> None:
+    """A real kitchen light exposed to Assist, so the Assist API offers its intents."""
+    assert await async_setup_component(
+        hass, "input_boolean", {"input_boolean": {"kitchen": {}}}
+    )
+    assert await async_setup_component(
+        hass,
+        "template",
+        {"template": [{"light": [template_light("Kitchen light", "kitchen")]}]},
+    )
+    await hass.async_block_till_done()
+    async_expose_entity(hass, "conversation", "light.kitchen_light", True)

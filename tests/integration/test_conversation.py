@@ -7,12 +7,10 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant.components import conversation
-from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_LLM_HASS_API
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import entity_registry as er, intent, llm
-from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
@@ -23,11 +21,11 @@ from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 from .conftest import CLIENT_ID
 from .helpers import (
     AGENT,
+    async_setup_exposed_light,
     conversation_peers,
     enroll_elsewhere,
     say,
     speech,
-    template_light,
     until,
 )
 
@@ -131,16 +129,7 @@ async def test_llm_tool_call_turns_on_a_light(
     hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
 ) -> None:
     """With Assist selected, the assistant's HassTurnOn call really turns on a light."""
-    assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"kitchen": {}}}
-    )
-    assert await async_setup_component(
-        hass,
-        "template",
-        {"template": [{"light": [template_light("Kitchen light", "kitchen")]}]},
-    )
-    await hass.async_block_till_done()
-    async_expose_entity(hass, "conversation", "light.kitchen_light", True)
+    await async_setup_exposed_light(hass)
     await _enable_assist(hass, config_entry)
     assert hass.states.get("light.kitchen_light").state == "off"
 

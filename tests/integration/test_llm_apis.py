@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 
 from homeassistant.components import assist_pipeline, conversation
-from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_LLM_HASS_API
 from homeassistant.core import Context, HomeAssistant
@@ -29,7 +28,7 @@ from custom_components.itannix.prompt import async_spoken_turn_prompt, usable_ap
 from tests.audio import silence, speak
 from tests.emulator import EmulatedSession, Emulator, Turn
 
-from .helpers import AGENT, conversation_peers, speech, template_light
+from .helpers import AGENT, async_setup_exposed_light, conversation_peers, speech
 from .satellite import async_setup_satellites
 
 HOME_ASSISTANT_API = getattr(llm, "LLM_API_HOME_ASSISTANT", None)
@@ -97,16 +96,7 @@ class _BrokenAPI(llm.API):
 @pytest.fixture
 async def kitchen_light(hass: HomeAssistant) -> None:
     """A light exposed to Assist, so the Assist API offers its intents."""
-    assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"kitchen": {}}}
-    )
-    assert await async_setup_component(
-        hass,
-        "template",
-        {"template": [{"light": [template_light("Kitchen light", "kitchen")]}]},
-    )
-    await hass.async_block_till_done()
-    async_expose_entity(hass, "conversation", "light.kitchen_light", True)
+    await async_setup_exposed_light(hass)
 
 
 async def _choose_apis(

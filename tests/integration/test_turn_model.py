@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from homeassistant.components import conversation
-from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import Context, HomeAssistant
@@ -35,7 +34,14 @@ from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 from tests.emulator.behaviour import device_tools
 from tests.emulator.peer import LATE_DELTA
 
-from .helpers import AGENT, conversation_peers, say, speech, template_light, until
+from .helpers import (
+    AGENT,
+    async_setup_exposed_light,
+    conversation_peers,
+    say,
+    speech,
+    until,
+)
 from .satellite import RecordingPlayer, async_setup_satellites
 
 OWN_INSTRUCTIONS = "You are the ItanniX test assistant."
@@ -137,16 +143,7 @@ async def test_dashboard_tools_survive_control_home_assistant(
     and Home Assistant's tools side by side; both kinds of call work in one
     conversation.
     """
-    assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"kitchen": {}}}
-    )
-    assert await async_setup_component(
-        hass,
-        "template",
-        {"template": [{"light": [template_light("Kitchen light", "kitchen")]}]},
-    )
-    await hass.async_block_till_done()
-    async_expose_entity(hass, "conversation", "light.kitchen_light", True)
+    await async_setup_exposed_light(hass)
     assert await async_setup_component(
         hass,
         "automation",

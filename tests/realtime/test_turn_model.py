@@ -90,6 +90,16 @@ def text_response(far: HostileSession, rid: str, text: str, **done: Any) -> None
     )
 
 
+def send_error(
+    far: HostileSession, code: str, message: str, event_id: str | None = None
+) -> None:
+    """An ``error`` event, about the client event ``event_id`` if given."""
+    error = {"type": "invalid_request_error", "code": code, "message": message}
+    if event_id is not None:
+        error["event_id"] = event_id
+    far.send_event({"type": "error", "error": error})
+
+
 def call_item_done(far: HostileSession, rid: str, call_id: str, name: str) -> None:
     far.send_event(
         {
@@ -276,16 +286,11 @@ async def test_busy_service_is_asked_again_once_its_response_ended(
         reply = await session.ask("question")
         create = (await until(lambda: sent(far, "response.create")))[0]
         far.send_event({"type": "response.created", "response": {"id": "resp_x"}})
-        far.send_event(
-            {
-                "type": "error",
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "conversation_already_has_active_response",
-                    "message": "A response is already in progress.",
-                    "event_id": create["event_id"],
-                },
-            }
+        send_error(
+            far,
+            "conversation_already_has_active_response",
+            "A response is already in progress.",
+            event_id=create["event_id"],
         )
         await until(lambda: sent(far, "response.cancel"))
         far.send_event(
@@ -486,15 +491,10 @@ async def test_an_expired_session_says_so(
     try:
         reply = await session.ask("question")
         await until(lambda: sent(far, "response.create"))
-        far.send_event(
-            {
-                "type": "error",
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "session_expired",
-                    "message": "Your session hit the maximum duration of 60 minutes.",
-                },
-            }
+        send_error(
+            far,
+            "session_expired",
+            "Your session hit the maximum duration of 60 minutes.",
         )
         with pytest.raises(SessionExpiredError):
             async with asyncio.timeout(5):
@@ -515,16 +515,7 @@ async def test_an_error_for_another_request_leaves_the_turn_alone(
     try:
         reply = await session.ask("question")
         await until(lambda: sent(far, "response.create"))
-        far.send_event(
-            {
-                "type": "error",
-                "error": {
-                    "code": "unknown_event_type",
-                    "message": "x",
-                    "event_id": "evt_other",
-                },
-            }
-        )
+        send_error(far, "unknown_event_type", "x", event_id="evt_other")
         text_response(far, "resp_1", "answer")
         async with asyncio.timeout(5):
             assert await reply.text() == "answer"
@@ -538,16 +529,7 @@ async def test_an_error_for_another_request_leaves_the_turn_alone(
                 )
             )
         )[-1]
-        far.send_event(
-            {
-                "type": "error",
-                "error": {
-                    "code": "invalid_value",
-                    "message": "bad",
-                    "event_id": create["event_id"],
-                },
-            }
-        )
+        send_error(far, "invalid_value", "bad", event_id=create["event_id"])
         with pytest.raises(ProtocolError):
             async with asyncio.timeout(5):
                 await second.text()
