@@ -1,16 +1,22 @@
 """Drive a running scripts/develop like a developer would (run inside the latest lane).
 
-    python scripts/_develop_check.py CONFIG_DIR DEVELOP_PID
+    python scripts/_develop_check.py CONFIG_DIR DEVELOP_PID [--port N] [--emulator-port M]
 
 Logs in as dev / dev through the auth API, adds the ItanniX integration through the
 config flow REST API with the emulator's URL and workspace key, types "hello" to
-the ItanniX Assistant, and says "hello" to it through scripts/_satellite.py (a simulated
-voice satellite running the "ItanniX" Assist pipeline). Exits non-zero at the first step that does not do what a user
-would expect. Every wait is bounded.
+the ItanniX Assistant, types the two turns of the example turns file (a dashboard
+function the example automation answers, and set_device_volume), and says "hello" to
+it through scripts/_satellite.py (a simulated voice satellite running the "ItanniX"
+Assist pipeline). Then reauthentication end to end: the emulator's admin endpoint
+resets the enrollment, another device takes the Client ID, the next conversation is
+refused and Home Assistant starts the reauth flow, which succeeds once the enrollment
+is reset again. Exits non-zero at the first step that does not do what a user would
+expect. Every wait is bounded.
 """
 
 from __future__ import annotations
 
+import argparse
 import array
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -18,6 +24,7 @@ import contextlib
 import math
 import os
 from pathlib import Path
+import secrets
 import sys
 import time
 from typing import Any
@@ -25,9 +32,10 @@ import wave
 
 import aiohttp
 
+# scripts/develop's default port (scripts/_satellite.py's default URL); the login's
+# client ID works for any port.
 HA_URL = "http://127.0.0.1:8123"
 CLIENT_ID = "http://localhost:8123/"
-EMULATOR_URL = "http://127.0.0.1:8765"
 AGENT = "conversation.itannix_assistant"
 START_TIMEOUT = 600.0
 STEP_TIMEOUT = 120.0
@@ -98,17 +106,17 @@ async def login(http: aiohttp.ClientSession) -> str:
     return token
 
 
-async def check(config_dir: Path) -> None:
+async def check(config_dir: Path, ha_url: str, emulator_url: str) -> None:
     """Run every step; raise CheckFailedError on the first that fails."""
     timeout = aiohttp.ClientTimeout(total=STEP_TIMEOUT)
-    async with aiohttp.ClientSession(HA_URL, timeout=timeout) as http:
+    async with aiohttp.ClientSession(ha_url, timeout=timeout) as http:
 
         async def frontend() -> bool | None:
             async with http.get("/manifest.json") as resp:
                 return True if resp.status == 200 else None
 
         await poll("the frontend", frontend, START_TIMEOUT)
-        step("the frontend answers on http://localhost:8123")
+        step(f"the frontend answers on {ha_url}")
 
         # Written by scripts/develop before it starts Home Assistant.
         key_file = config_dir / ".emulator-workspace-key"
@@ -148,7 +156,7 @@ async def check(config_dir: Path) -> None:
             json={
                 "workspace_key": key,
                 "client_id": client_id,
-                "base_url": EMULATOR_URL,
+                "base_url": emulator_url,
             },
         ) as resp:
             result = await resp.json()
@@ -162,7 +170,14 @@ async def check(config_dir: Path) -> None:
 
         await poll(AGENT, agent, STEP_TIMEOUT)
         await converse(http, auth, "hello")
-        await speak(config_dir, "hello")
+        # The example turns file scripts/develop wrote (turns.json) and the example
+        # automation in automations.yaml.
+        await converse(http, auth, "what is the temperature outside", expect="18.5")
+        await converse(
+            http, auth, "set the volume to 30", expect="This is a typed conversation"
+        )
+        await speak(config_dir, "hello", ha_url)
+        await reauthenticate(http, auth, emulator_url, key, client_id)
 
         # A restart from the UI must bring Home Assistant back, entry and all.
         with contextlib.suppress(aiohttp.ClientError):
@@ -187,23 +202,112 @@ async def check(config_dir: Path) -> None:
 
 
 async def converse(
-    http: aiohttp.ClientSession, auth: dict[str, str], text: str
-) -> None:
-    """Type ``text`` to the ItanniX Assistant and expect the emulator's echo."""
+    http: aiohttp.ClientSession,
+    auth: dict[str, str],
+    text: str,
+    expect: str | None = None,
+) -> dict[str, Any]:
+    """Type ``text`` in a new conversation; expect the emulator's echo or ``expect``.
+
+    ``expect`` is a part of the reply (a scripted turn's); "" takes any answer.
+    """
     async with http.post(
         "/api/conversation/process",
         headers=auth,
         json={"text": text, "agent_id": AGENT},
     ) as resp:
-        answer = await resp.json()
+        answer: dict[str, Any] = await resp.json()
     speech = answer.get("response", {}).get("speech", {}).get("plain", {})
     reply = speech.get("speech")
-    if reply != f"I heard: {text}":
+    if expect == "":
+        return answer
+    if expect is None:
+        matches = reply == f"I heard: {text}"
+    else:
+        matches = isinstance(reply, str) and expect in reply
+    if not matches:
         raise CheckFailedError(f"unexpected conversation answer: {answer}")
-    step(f'"{text}" to {AGENT} -> "{reply}" (from the emulator)')
+    step(f'"{text}" to {AGENT} -> "{reply}"')
+    return answer
 
 
-async def speak(config_dir: Path, text: str) -> None:
+async def reauth_flows(http: aiohttp.ClientSession, token: str) -> list[dict[str, Any]]:
+    """The ItanniX reauth flows in progress (what Settings shows as needing attention)."""
+    async with http.ws_connect("/api/websocket") as ws:
+        await ws.receive_json()  # auth_required
+        await ws.send_json({"type": "auth", "access_token": token})
+        if (await ws.receive_json()).get("type") != "auth_ok":
+            raise CheckFailedError("the websocket API refused the login")
+        await ws.send_json({"id": 1, "type": "config_entries/flow/progress"})
+        result = await ws.receive_json()
+    return [
+        flow
+        for flow in result.get("result") or []
+        if flow.get("handler") == "itannix"
+        and flow.get("context", {}).get("source") == "reauth"
+    ]
+
+
+async def reauthenticate(
+    http: aiohttp.ClientSession,
+    auth: dict[str, str],
+    emulator_url: str,
+    key: str,
+    client_id: str,
+) -> None:
+    """Reset the enrollment through the emulator's admin API; reauth end to end."""
+    token = auth["Authorization"].removeprefix("Bearer ")
+    async with aiohttp.ClientSession(emulator_url, timeout=http.timeout) as emulator:
+
+        async def reset() -> None:
+            async with emulator.post(f"/_admin/enrollments/{client_id}/reset") as resp:
+                if resp.status != 204:
+                    raise CheckFailedError(f"the admin reset answered {resp.status}")
+
+        await reset()
+        # The reset alone lets Home Assistant's own secret enroll again (TOFU); what
+        # makes it refused is another device enrolling the Client ID first.
+        other = {
+            "X-Workspace-Key": key,
+            "X-Client-Id": client_id,
+            "X-Client-Secret": secrets.token_hex(24),
+        }
+        async with emulator.get("/v1/app/voices", headers=other) as resp:
+            if resp.status != 200:
+                raise CheckFailedError(
+                    f"another device could not enroll: {resp.status}"
+                )
+        step("reset the enrollment (admin API); another device enrolled the Client ID")
+
+        answer = await converse(http, auth, "hello after the reset", expect="")
+        if answer.get("response", {}).get("response_type") != "error":
+            raise CheckFailedError(f"a refused secret still got an answer: {answer}")
+
+        async def flow_started() -> list[dict[str, Any]] | None:
+            return await reauth_flows(http, token) or None
+
+        flow = (await poll("the reauth flow", flow_started, STEP_TIMEOUT))[0]
+        step(f"the next conversation was refused; reauth flow {flow['step_id']!r} open")
+
+        # The dashboard's "reset secret", then the reauth form is submitted.
+        await reset()
+        async with http.post(
+            f"/api/config/config_entries/flow/{flow['flow_id']}", headers=auth, json={}
+        ) as resp:
+            result = await resp.json()
+        if result.get("reason") != "reauth_successful":
+            raise CheckFailedError(f"the reauth flow did not succeed: {result}")
+
+    async def answered() -> bool | None:
+        answer = await converse(http, auth, "hello after reauth", expect="")
+        speech = answer.get("response", {}).get("speech", {}).get("plain", {})
+        return True if speech.get("speech") == "I heard: hello after reauth" else None
+
+    await poll("a conversation after the reauth", answered, STEP_TIMEOUT)
+    step('reauth flow submitted after a new reset -> "hello after reauth" answered')
+
+
+async def speak(config_dir: Path, text: str, ha_url: str) -> None:
     """Say ``text`` through the simulated satellite; expect the emulator's spoken answer."""
     reply_file = config_dir / ".satellite-reply.wav"
     proc = await asyncio.create_subprocess_exec(
@@ -211,6 +315,8 @@ async def speak(config_dir: Path, text: str) -> None:
         str(Path(__file__).with_name("_satellite.py")),
         "--say",
         text,
+        "--url",
+        ha_url,
         "--out",
         str(reply_file),
         stdin=asyncio.subprocess.DEVNULL,
@@ -250,9 +356,17 @@ async def speak(config_dir: Path, text: str) -> None:
 def main() -> None:
     """Run the check and exit with its verdict."""
     global develop_pid  # noqa: PLW0603 - set once, from the command line
-    develop_pid = int(sys.argv[2])
+    parser = argparse.ArgumentParser(prog="scripts/_develop_check.py")
+    parser.add_argument("config_dir", type=Path)
+    parser.add_argument("develop_pid", type=int)
+    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--emulator-port", type=int, default=8765)
+    args = parser.parse_args()
+    develop_pid = args.develop_pid
+    ha_url = f"http://127.0.0.1:{args.port}"
+    emulator_url = f"http://127.0.0.1:{args.emulator_port}"
     try:
-        asyncio.run(check(Path(sys.argv[1])))
+        asyncio.run(check(args.config_dir, ha_url, emulator_url))
     except CheckFailedError as err:
         step(f"FAILED: {err}")
         sys.exit(1)

@@ -1,11 +1,17 @@
 """Prepare the development config directory (run inside the latest lane).
 
-    python scripts/_develop_config.py CONFIG_DIR --port PORT --user NAME --password PW
+    python scripts/_develop_config.py CONFIG_DIR --port PORT --emulator-port PORT \
+        --instance TOKEN --user NAME --password PW [--example-turns]
 
 Copies the template (scripts/develop_config/) over it, links the integration from the
-checkout, keeps a workspace key for the emulator, keeps the web server on loopback, and
-on the first run creates the login and marks onboarding done, so the developer lands on
-the dashboard. Prints the key.
+checkout, keeps a workspace key for the emulator, keeps the web server on loopback at
+PORT, points ItanniX entries made against an earlier emulator port at this one, and on
+the first run creates the login and marks onboarding done, so the developer lands on
+the dashboard. It adds to the copied configuration.yaml (not to the template) the
+sensor that holds TOKEN, new on every start, which scripts/develop's readiness check
+reads back, and automations.yaml with an example automation (written once, then
+the UI's to edit); with --example-turns, an example turns file for the emulator
+(turns.json, written once). Prints the key.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from contextlib import redirect_stdout
 import json
 import os
 from pathlib import Path
+import re
 import secrets
 import shutil
 import socket
@@ -30,6 +37,55 @@ from homeassistant.util import dt as dt_util
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "scripts" / "develop_config"
 KEY_FILE = ".emulator-workspace-key"
+TURNS_FILE = "turns.json"
+AUTOMATIONS_FILE = "automations.yaml"
+# The sensor holding this start's instance token: its name makes its entity ID,
+# sensor.itannix_develop_instance (what scripts/_develop_ready.py reads).
+INSTANCE_SENSOR_NAME = "ItanniX develop instance"
+ENTRIES_STORE = "core.config_entries"
+# Server URLs of entries made against the emulator (any port): the ones to follow it.
+_EMULATOR_URL = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\]):\d+$")
+
+# The example turns: typed, so spoken turns still get the emulator's default answer.
+# The first calls a dashboard function the example automation answers, the second a
+# built-in device function (a typed conversation has no device: it says so).
+EXAMPLE_TURNS = [
+    {
+        "user_text": "what is the temperature outside",
+        "reply": "Let me ask Home Assistant.",
+        "function_calls": [{"name": "get_outdoor_temperature", "arguments": {}}],
+        "reply_after_tools": "The automation answered: {get_outdoor_temperature}",
+    },
+    {
+        "user_text": "set the volume to 30",
+        "reply": "Setting the volume.",
+        "function_calls": [
+            {"name": "set_device_volume", "arguments": {"volume_level": 30}}
+        ],
+        "reply_after_tools": "The device function answered: {set_device_volume}",
+    },
+]
+
+EXAMPLE_AUTOMATIONS = """\
+# Automations of the development Home Assistant: the UI edits this file.
+# scripts/develop wrote it once, with an example: it answers the assistant's
+# get_outdoor_temperature call (a turn of the example turns file, turns.json).
+- id: itannix_develop_outdoor_temperature
+  alias: "ItanniX example: answer get_outdoor_temperature"
+  description: "Tells the assistant the outdoor temperature when it asks."
+  triggers:
+    - trigger: event
+      event_type: itannix_function_call
+      event_data:
+        name: get_outdoor_temperature
+  actions:
+    - action: itannix.function_call_response
+      data:
+        call_id: "{{ trigger.event.data.call_id }}"
+        response:
+          temperature: "{{ states('sensor.outdoor_temperature') }}"
+          unit: "{{ state_attr('sensor.outdoor_temperature', 'unit_of_measurement') }}"
+"""
 
 
 def _write_store(path: Path, key: str, version: int, minor: int, data: object) -> None:
@@ -128,21 +184,105 @@ def _http_on_loopback(config_dir: Path, port: int) -> None:
     )
 
 
+def _add_to_configuration(config_dir: Path, instance: str) -> None:
+    """Append scripts/develop's own parts to the fresh copy of the template.
+
+    Keys with a label ("automation itannix_develop", "template itannix_develop")
+    merge with any plain `automation:` or `template:` of the template.
+    """
+    path = config_dir / "configuration.yaml"
+    text = path.read_text(encoding="utf-8")
+    parts = [
+        "",
+        "# ---- Added by scripts/develop on every start (not in the template) ----",
+    ]
+    if AUTOMATIONS_FILE not in text:
+        parts += [
+            "# The automations made in the UI, and the example one.",
+            f"automation itannix_develop: !include {AUTOMATIONS_FILE}",
+        ]
+    parts += [
+        "# New on every start: the readiness check of scripts/develop reads it back, to",
+        "# know that the Home Assistant answering on the port is the one it started.",
+        "template itannix_develop:",
+        "  - sensor:",
+        f"      - name: {INSTANCE_SENSOR_NAME}",
+        "        icon: mdi:identifier",
+        f'        state: "{instance}"',
+        "",
+    ]
+    path.write_text(text.rstrip("\n") + "\n" + "\n".join(parts), encoding="utf-8")
+
+
+def _write_once(path: Path, text: str) -> None:
+    """An example for the developer to edit: never overwritten."""
+    if not path.exists():
+        path.write_text(text, encoding="utf-8")
+
+
+def _follow_emulator(config_dir: Path, emulator_url: str) -> None:
+    """Point ItanniX entries made against the emulator at its current port.
+
+    Only entries whose server URL is a loopback http:// URL (the emulator's): one
+    against the real service is left alone. Home Assistant is not running here.
+    """
+    path = config_dir / ".storage" / ENTRIES_STORE
+    if not path.is_file():
+        return
+    document = json.loads(path.read_text(encoding="utf-8"))
+    changed = False
+    for entry in document.get("data", {}).get("entries", []):
+        data = entry.get("data") or {}
+        url = data.get("base_url")
+        if (
+            entry.get("domain") == "itannix"
+            and isinstance(url, str)
+            and _EMULATOR_URL.match(url)
+            and url != emulator_url
+        ):
+            print(
+                f"==> ItanniX entry {entry.get('title')!r}: server URL {url} -> "
+                f"{emulator_url}",
+                file=sys.stderr,
+            )
+            data["base_url"] = emulator_url
+            changed = True
+    if changed:
+        _write_store(
+            path,
+            ENTRIES_STORE,
+            document["version"],
+            document.get("minor_version", 1),
+            document["data"],
+        )
+
+
 def main() -> None:
     """Prepare the directory and print the emulator's workspace key."""
     parser = argparse.ArgumentParser()
     parser.add_argument("config_dir", type=Path)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--emulator-port", type=int, required=True)
+    parser.add_argument("--instance", required=True)
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
+    parser.add_argument("--example-turns", action="store_true")
     args = parser.parse_args()
+    # A letter first: a template state of digits alone would be read as a number.
+    if not re.fullmatch(r"[a-z][a-z0-9-]{15,63}", args.instance):
+        parser.error("--instance: 16 to 64 of a-z, 0-9, -, starting with a letter")
     config_dir: Path = args.config_dir.resolve()
     config_dir.mkdir(parents=True, exist_ok=True)
     _copy_template(config_dir)
+    _add_to_configuration(config_dir, args.instance)
+    _write_once(config_dir / AUTOMATIONS_FILE, EXAMPLE_AUTOMATIONS)
+    if args.example_turns:
+        _write_once(config_dir / TURNS_FILE, json.dumps(EXAMPLE_TURNS, indent=2) + "\n")
     _link_integration(config_dir)
     key = _workspace_key(config_dir)
     _onboard(config_dir, args.user, args.password)
     _http_on_loopback(config_dir, args.port)
+    _follow_emulator(config_dir, f"http://127.0.0.1:{args.emulator_port}")
     print(key)
 
 
