@@ -245,7 +245,13 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
                 ):
                     # Stored only once enrolled: a secret that never worked is worthless.
                     await get_secret_store(self.hass).async_set(client_id, secret)
-                    return self.async_create_entry(title=DEFAULT_TITLE, data=data)
+                    # Like core's LLM integrations, a new entry controls Home
+                    # Assistant through Assist ("Device control") out of the box.
+                    return self.async_create_entry(
+                        title=DEFAULT_TITLE,
+                        data=data,
+                        options={CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]},
+                    )
             self._client_id = client_id
             defaults: Mapping[str, Any] = user_input
         else:

@@ -77,6 +77,8 @@ async def test_user_flow_enrolls_and_keeps_secret_out_of_entry(
     assert secret is not None
     assert len(secret) >= 32
     assert secret not in repr(entry.as_dict())
+    # Like core's LLM integrations, a new entry controls Home Assistant through Assist.
+    assert entry.options == {CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]}
     assert emulator.is_enrolled(CLIENT_ID)
     assert emulator.sessions[0].app_source == "home-assistant"
     await hass.async_block_till_done()
@@ -361,7 +363,8 @@ async def test_options(
     assert {"value": "assist", "label": assist.name} in apis
     # There is no "No control" entry any more: none chosen is no control.
     assert "none" not in [api["value"] for api in apis]
-    assert _suggested(result, CONF_LLM_HASS_API) == []
+    # A new entry has Assist chosen.
+    assert _suggested(result, CONF_LLM_HASS_API) == ["assist"]
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
@@ -479,7 +482,8 @@ async def test_options_admin_only_api_says_what_it_leaves_out(
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "admin_only"
     assert result["description_placeholders"] == {"apis": "Admin report"}
-    assert config_entry.options == {}  # not saved yet
+    # Not saved yet: still the new entry's Assist.
+    assert config_entry.options == {CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]}
     result = await hass.config_entries.options.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert config_entry.options[CONF_LLM_HASS_API] == ["assist", api_id]
