@@ -318,7 +318,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
         """Change the server or the Workspace Key; the enrolled secret must still match."""
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
-        placeholders: dict[str, str] = {"hint": ""}
+        placeholders = {"client_id": entry.data[CONF_CLIENT_ID], "hint": ""}
         if user_input is not None:
             data = {
                 **entry.data,

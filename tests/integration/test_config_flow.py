@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+import re
 import socket
 from typing import Any
 from unittest.mock import patch
@@ -621,3 +624,63 @@ async def test_second_client_is_a_second_entry(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     store = get_secret_store(hass)
     assert await store.async_get(other) != await store.async_get(CLIENT_ID)
+
+
+_COMPONENT = Path(__file__).parents[2] / "custom_components" / DOMAIN
+
+
+def _placeholders(text: str) -> set[str]:
+    return set(re.findall(r"{(\w+)}", text))
+
+
+async def test_forms_and_actions_are_translated(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Like hassfest: forms and actions have their texts, placeholders are given.
+
+    Each setup form has a description, each field a label and a description, and the
+    English translation is strings.json.
+    """
+    strings = json.loads((_COMPONENT / "strings.json").read_text(encoding="utf-8"))
+    english = json.loads(
+        (_COMPONENT / "translations" / "en.json").read_text(encoding="utf-8")
+    )
+    assert english == strings
+
+    forms = [
+        (
+            "config",
+            await hass.config_entries.flow.async_init(
+                DOMAIN, context={"source": SOURCE_USER}
+            ),
+        ),
+        ("config", await _reconfigure(hass, config_entry)),
+        (
+            "options",
+            await hass.config_entries.options.async_init(config_entry.entry_id),
+        ),
+    ]
+    for section, form in forms:
+        step = strings[section]["step"][form["step_id"]]
+        for text in (step.get("title", ""), step.get("description", "")):
+            assert _placeholders(text) <= set(form["description_placeholders"] or {})
+        if section == "config":
+            assert step.get("description"), form["step_id"]
+        for key in form["data_schema"].schema:
+            assert step["data"].get(str(key)), (form["step_id"], key)
+            assert step["data_description"].get(str(key)), (form["step_id"], key)
+
+    # The reconfigure form says which client it changes.
+    reconfigure = forms[1][1]
+    assert reconfigure["description_placeholders"]["client_id"] == CLIENT_ID
+    # Extra instructions apply in every conversation, with or without control.
+    prompt = strings["options"]["step"]["init"]["data_description"][CONF_PROMPT]
+    assert "every conversation" in prompt
+    # An empty function name on the device trigger is any function.
+    assert "any function" in strings["device_automation"]["extra_fields"]["function"]
+
+    # Each action has a name, and none reads like one of core's.
+    services = await async_get_translations(hass, "en", "services", [DOMAIN])
+    for action in ("function_call_response", "start_conversation"):
+        assert services[f"component.{DOMAIN}.services.{action}.name"]
+    assert "ItanniX" in services[f"component.{DOMAIN}.services.start_conversation.name"]
