@@ -52,7 +52,6 @@ from .const import (
     DEFAULT_FUNCTION_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_SESSIONS,
-    DEFAULT_TITLE,
     DOMAIN,
     LOGGER,
     MAX_FUNCTION_TIMEOUT,
@@ -61,6 +60,7 @@ from .const import (
     MIN_FUNCTION_TIMEOUT,
     MIN_IDLE_TIMEOUT,
     MIN_MAX_SESSIONS,
+    entry_title,
 )
 from .prompt import api_ids, requires_admin
 from .realtime import (
@@ -248,7 +248,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
                     # Like core's LLM integrations, a new entry controls Home
                     # Assistant through Assist ("Device control") out of the box.
                     return self.async_create_entry(
-                        title=DEFAULT_TITLE,
+                        title=entry_title(client_id),
                         data=data,
                         options={CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]},
                     )

@@ -19,7 +19,7 @@ from homeassistant.config_entries import (
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers import llm
+from homeassistant.helpers import device_registry as dr, llm
 from homeassistant.helpers.selector import SelectSelector, TextSelector
 from homeassistant.helpers.translation import async_get_translations
 import pytest
@@ -684,3 +684,22 @@ async def test_forms_and_actions_are_translated(
     for action in ("function_call_response", "start_conversation"):
         assert services[f"component.{DOMAIN}.services.{action}.name"]
     assert "ItanniX" in services[f"component.{DOMAIN}.services.start_conversation.name"]
+
+
+async def test_entry_title_names_the_client(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """Each entry's title tells its client apart: the Client ID's first characters."""
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"ItanniX ({CLIENT_ID[:8]})"
+    await hass.async_block_till_done()
+    # The device (and so the entity IDs) keep the plain name.
+    (device,) = dr.async_entries_for_config_entry(
+        dr.async_get(hass), result["result"].entry_id
+    )
+    assert device.name == "ItanniX"
+    assert hass.states.get("conversation.itannix_assistant") is not None
