@@ -52,7 +52,6 @@ from .const import (
     DEFAULT_FUNCTION_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_SESSIONS,
-    DEFAULT_TITLE,
     DOMAIN,
     LOGGER,
     MAX_FUNCTION_TIMEOUT,
@@ -61,6 +60,7 @@ from .const import (
     MIN_FUNCTION_TIMEOUT,
     MIN_IDLE_TIMEOUT,
     MIN_MAX_SESSIONS,
+    entry_title,
 )
 from .prompt import api_ids, requires_admin
 from .realtime import (
@@ -245,7 +245,13 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
                 ):
                     # Stored only once enrolled: a secret that never worked is worthless.
                     await get_secret_store(self.hass).async_set(client_id, secret)
-                    return self.async_create_entry(title=DEFAULT_TITLE, data=data)
+                    # Like core's LLM integrations, a new entry controls Home
+                    # Assistant through Assist ("Device control") out of the box.
+                    return self.async_create_entry(
+                        title=entry_title(client_id),
+                        data=data,
+                        options={CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]},
+                    )
             self._client_id = client_id
             defaults: Mapping[str, Any] = user_input
         else:
@@ -312,7 +318,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
         """Change the server or the Workspace Key; the enrolled secret must still match."""
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
-        placeholders: dict[str, str] = {"hint": ""}
+        placeholders = {"client_id": entry.data[CONF_CLIENT_ID], "hint": ""}
         if user_input is not None:
             data = {
                 **entry.data,

@@ -12,6 +12,12 @@ DEFAULT_BASE_URL: Final = "https://api.itannix.com"
 APP_SOURCE: Final = "home-assistant"
 DEFAULT_TITLE: Final = "ItanniX"
 
+
+def entry_title(client_id: str) -> str:
+    """A new entry's title: tells the clients of one installation apart."""
+    return f"{DEFAULT_TITLE} ({client_id[:8]})"
+
+
 # Entry data (user-supplied credentials; the client secret is NOT here, see secret_store).
 CONF_BASE_URL: Final = "base_url"
 CONF_CLIENT_ID: Final = "client_id"

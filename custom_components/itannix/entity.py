@@ -8,7 +8,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import Entity
 
-from .const import DOMAIN
+from .const import CONF_CLIENT_ID, DEFAULT_TITLE, DOMAIN, entry_title
 from .runtime import ItanniXConfigEntry
 
 
@@ -35,9 +35,14 @@ class ItanniXEntity(Entity):
         """Attach the entity to the entry's device."""
         self.entry = entry
         self._attr_unique_id = _unique_id(entry, key)
+        # The title set up gives names the client; the device keeps the plain name
+        # (so entity IDs stay conversation.itannix_assistant...) unless renamed.
+        title = entry.title
+        if title == entry_title(entry.data[CONF_CLIENT_ID]):
+            title = DEFAULT_TITLE
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, entry.entry_id)},
-            name=entry.title,
+            name=title,
             manufacturer="ItanniX",
             model="Realtime assistant",
             entry_type=DeviceEntryType.SERVICE,

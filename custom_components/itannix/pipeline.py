@@ -31,6 +31,9 @@ async def async_ensure_pipeline(hass: HomeAssistant, entry: ItanniXConfigEntry) 
     if pipeline is None:
         LOGGER.warning("Could not create the %s Assist pipeline", PIPELINE_NAME)
         return
+    # Home Assistant pins the engine's first voice, which a pipeline run prefers to
+    # the entity's default: left unset, the options' voice applies. A voice picked
+    # later in the pipeline editor is that pipeline's choice, and wins.
     await assist_pipeline.async_update_pipeline(
-        hass, pipeline, conversation_engine=agent
+        hass, pipeline, conversation_engine=agent, tts_voice=None
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+import re
 import socket
 from typing import Any
 from unittest.mock import patch
@@ -16,7 +19,7 @@ from homeassistant.config_entries import (
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers import llm
+from homeassistant.helpers import device_registry as dr, llm
 from homeassistant.helpers.selector import SelectSelector, TextSelector
 from homeassistant.helpers.translation import async_get_translations
 import pytest
@@ -77,6 +80,8 @@ async def test_user_flow_enrolls_and_keeps_secret_out_of_entry(
     assert secret is not None
     assert len(secret) >= 32
     assert secret not in repr(entry.as_dict())
+    # Like core's LLM integrations, a new entry controls Home Assistant through Assist.
+    assert entry.options == {CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]}
     assert emulator.is_enrolled(CLIENT_ID)
     assert emulator.sessions[0].app_source == "home-assistant"
     await hass.async_block_till_done()
@@ -361,7 +366,8 @@ async def test_options(
     assert {"value": "assist", "label": assist.name} in apis
     # There is no "No control" entry any more: none chosen is no control.
     assert "none" not in [api["value"] for api in apis]
-    assert _suggested(result, CONF_LLM_HASS_API) == []
+    # A new entry has Assist chosen.
+    assert _suggested(result, CONF_LLM_HASS_API) == ["assist"]
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
@@ -479,7 +485,8 @@ async def test_options_admin_only_api_says_what_it_leaves_out(
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "admin_only"
     assert result["description_placeholders"] == {"apis": "Admin report"}
-    assert config_entry.options == {}  # not saved yet
+    # Not saved yet: still the new entry's Assist.
+    assert config_entry.options == {CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]}
     result = await hass.config_entries.options.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert config_entry.options[CONF_LLM_HASS_API] == ["assist", api_id]
@@ -617,3 +624,82 @@ async def test_second_client_is_a_second_entry(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     store = get_secret_store(hass)
     assert await store.async_get(other) != await store.async_get(CLIENT_ID)
+
+
+_COMPONENT = Path(__file__).parents[2] / "custom_components" / DOMAIN
+
+
+def _placeholders(text: str) -> set[str]:
+    return set(re.findall(r"{(\w+)}", text))
+
+
+async def test_forms_and_actions_are_translated(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Like hassfest: forms and actions have their texts, placeholders are given.
+
+    Each setup form has a description, each field a label and a description, and the
+    English translation is strings.json.
+    """
+    strings = json.loads((_COMPONENT / "strings.json").read_text(encoding="utf-8"))
+    english = json.loads(
+        (_COMPONENT / "translations" / "en.json").read_text(encoding="utf-8")
+    )
+    assert english == strings
+
+    forms = [
+        (
+            "config",
+            await hass.config_entries.flow.async_init(
+                DOMAIN, context={"source": SOURCE_USER}
+            ),
+        ),
+        ("config", await _reconfigure(hass, config_entry)),
+        (
+            "options",
+            await hass.config_entries.options.async_init(config_entry.entry_id),
+        ),
+    ]
+    for section, form in forms:
+        step = strings[section]["step"][form["step_id"]]
+        for text in (step.get("title", ""), step.get("description", "")):
+            assert _placeholders(text) <= set(form["description_placeholders"] or {})
+        if section == "config":
+            assert step.get("description"), form["step_id"]
+        for key in form["data_schema"].schema:
+            assert step["data"].get(str(key)), (form["step_id"], key)
+            assert step["data_description"].get(str(key)), (form["step_id"], key)
+
+    # The reconfigure form says which client it changes.
+    reconfigure = forms[1][1]
+    assert reconfigure["description_placeholders"]["client_id"] == CLIENT_ID
+    # Extra instructions apply in every conversation, with or without control.
+    prompt = strings["options"]["step"]["init"]["data_description"][CONF_PROMPT]
+    assert "every conversation" in prompt
+    # An empty function name on the device trigger is any function.
+    assert "any function" in strings["device_automation"]["extra_fields"]["function"]
+
+    # Each action has a name, and none reads like one of core's.
+    services = await async_get_translations(hass, "en", "services", [DOMAIN])
+    for action in ("function_call_response", "start_conversation"):
+        assert services[f"component.{DOMAIN}.services.{action}.name"]
+    assert "ItanniX" in services[f"component.{DOMAIN}.services.start_conversation.name"]
+
+
+async def test_entry_title_names_the_client(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """Each entry's title tells its client apart: the Client ID's first characters."""
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(emulator)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"ItanniX ({CLIENT_ID[:8]})"
+    await hass.async_block_till_done()
+    # The device (and so the entity IDs) keep the plain name.
+    (device,) = dr.async_entries_for_config_entry(
+        dr.async_get(hass), result["result"].entry_id
+    )
+    assert device.name == "ItanniX"
+    assert hass.states.get("conversation.itannix_assistant") is not None

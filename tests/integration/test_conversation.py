@@ -18,7 +18,7 @@ from pytest_homeassistant_custom_component.common import async_fire_time_changed
 from custom_components.itannix.const import CONF_IDLE_TIMEOUT, DOMAIN
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 
-from .conftest import CLIENT_ID
+from .conftest import CLIENT_ID, async_add_entry
 from .helpers import (
     AGENT,
     async_setup_exposed_light,
@@ -125,12 +125,8 @@ async def _enable_assist(hass: HomeAssistant, entry: ConfigEntry) -> None:
     await hass.async_block_till_done()
 
 
-async def test_llm_tool_call_turns_on_a_light(
-    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
-) -> None:
-    """With Assist selected, the assistant's HassTurnOn call really turns on a light."""
-    await async_setup_exposed_light(hass)
-    await _enable_assist(hass, config_entry)
+async def _turn_on_the_kitchen_light(hass: HomeAssistant, emulator: Emulator) -> None:
+    """Type "turn on the kitchen light"; the scripted assistant calls HassTurnOn."""
     assert hass.states.get("light.kitchen_light").state == "off"
 
     # Like a model, the scripted assistant calls the tool by the name it is offered
@@ -176,6 +172,25 @@ async def test_llm_tool_call_turns_on_a_light(
     # The tool's result went back as the call's one output.
     assert "Kitchen light" in session.function_outputs["call_light"]
     assert list(session.function_outputs) == ["call_light"]
+
+
+async def test_llm_tool_call_turns_on_a_light(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """With Assist selected, the assistant's HassTurnOn call really turns on a light."""
+    await async_setup_exposed_light(hass)
+    await _enable_assist(hass, config_entry)
+    await _turn_on_the_kitchen_light(hass, emulator)
+
+
+async def test_new_entry_controls_home_assistant_out_of_the_box(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """A freshly set-up entry has Assist selected: no options visit is needed."""
+    await async_setup_exposed_light(hass)
+    entry = await async_add_entry(hass, emulator)
+    assert entry.options == {CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]}
+    await _turn_on_the_kitchen_light(hass, emulator)
 
 
 async def test_revoked_secret_reports_and_starts_reauth(

@@ -239,8 +239,10 @@ async def test_dashboard_tools_survive_control_home_assistant(
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {CONF_PROMPT: "Answer like a pirate."}],
-    ids=["no_options", "prompt_option"],
+    # Neither saves an LLM API: with one (a new entry's Assist) its own prompt and
+    # GetDateTime tool stand in for the date line checked here.
+    [{CONF_LLM_HASS_API: []}, {CONF_PROMPT: "Answer like a pirate."}],
+    ids=["no_prompt_option", "prompt_option"],
 )
 async def test_prompt_is_refreshed_every_turn(
     hass: HomeAssistant,
@@ -249,8 +251,7 @@ async def test_prompt_is_refreshed_every_turn(
     options: dict[str, Any],
 ) -> None:
     """Each turn's extra prompt replaces the last; the assistant's own stays first."""
-    if options:
-        await _set_options(hass, config_entry, options)
+    await _set_options(hass, config_entry, options)
     first = await _converse(
         hass, "Hello", extra_system_prompt="The user is in the kitchen."
     )
@@ -264,7 +265,7 @@ async def test_prompt_is_refreshed_every_turn(
     assert speech(second) == "I heard: And now?"
     (session,) = conversation_peers(emulator)
     at_first, at_second = _instructions_per_response(session)
-    # Even with no options at all, the caller's extra prompt reached the session.
+    # Even without a prompt option, the caller's extra prompt reached the session.
     assert at_first is not None
     assert at_first.startswith(OWN_INSTRUCTIONS)
     assert "The user is in the kitchen." in at_first
@@ -276,7 +277,7 @@ async def test_prompt_is_refreshed_every_turn(
     assert "The user is in the garage." in at_second
     assert at_second.index(today) < at_second.index("The user is in the garage.")
     assert "kitchen" not in at_second
-    if options:
+    if CONF_PROMPT in options:
         assert (
             at_second.index(OWN_INSTRUCTIONS)
             < at_second.index("Answer like a pirate.")

@@ -371,6 +371,52 @@ async def test_other_text_uses_the_voice_chosen_in_the_options(
     )
 
 
+async def test_pipeline_speaks_other_text_in_the_options_voice(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry, pipeline_id: str
+) -> None:
+    """The created pipeline pins no voice: the options' voice is the one used.
+
+    A voice picked in the pipeline editor afterwards is that pipeline's, and wins.
+    """
+    from homeassistant.components import tts
+
+    from custom_components.itannix.const import CONF_IDLE_TIMEOUT, CONF_VOICE
+
+    pipeline = assist_pipeline.async_get_pipeline(hass, pipeline_id)
+    assert pipeline.tts_voice is None
+    (satellite,) = await async_setup_satellites(hass, "Hall satellite")
+
+    async def announce(text: str) -> str:
+        """Announce on the satellite (its pipeline's text-to-speech); the voice used."""
+        await hass.services.async_call(
+            "assist_satellite",
+            "announce",
+            {"message": text, "preannounce": False},
+            target={"entity_id": satellite.entity_id},
+            blocking=True,
+        )
+        token = satellite.announcements[-1].tts_token
+        assert token is not None
+        stream = tts.async_get_stream(hass, token)
+        assert stream is not None
+        assert b"".join([chunk async for chunk in stream.async_stream_result()])
+        paths = [r[1] for r in emulator.requests if "text-to-speech" in r[1]]
+        return paths[-1].split("/")[-2]
+
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_VOICE: "v_echo", CONF_IDLE_TIMEOUT: 300}
+    )
+    await hass.async_block_till_done()
+    assert await announce("The dishwasher is done.") == "v_echo"
+
+    # Picked in the pipeline editor: that voice, whatever the options say.
+    await assist_pipeline.async_update_pipeline(
+        hass, assist_pipeline.async_get_pipeline(hass, pipeline_id), tts_voice="v_alloy"
+    )
+    assert await announce("The mail is here.") == "v_alloy"
+
+
 async def _choose_player(hass: HomeAssistant, entry: ConfigEntry, player: str) -> None:
     result = await hass.config_entries.options.async_init(entry.entry_id)
     await hass.config_entries.options.async_configure(
