@@ -8,13 +8,14 @@ import logging
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+from syrupy.assertion import SnapshotAssertion
 
 from custom_components.itannix.const import DOMAIN
 from custom_components.itannix.secret_store import get_secret_store
@@ -92,6 +93,61 @@ async def test_diagnostics_hold_no_credentials(
     assert diagnostics["data"]["client_id"] == f"{CLIENT_ID[:4]}…{CLIENT_ID[-4:]}"
     assert diagnostics["data"]["base_url"] == emulator.url
     assert diagnostics["sessions"]["open"] == 1
+
+
+async def test_diagnostics_snapshot(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """What a user attaches to a bug report, locked down (the emulator's port aside)."""
+    assert await async_setup_component(hass, "diagnostics", {})
+    await conversation.async_converse(
+        hass, "Hello", None, Context(), agent_id="conversation.itannix_assistant"
+    )
+    diagnostics = await get_diagnostics_for_config_entry(
+        hass, hass_client, config_entry
+    )
+    assert diagnostics["data"].pop("base_url") == emulator.url
+    assert diagnostics == snapshot
+
+
+async def test_device_and_entities_snapshot(
+    hass: HomeAssistant,
+    config_entry: ConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    entity_registry: er.EntityRegistry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """The service device and its entities, as the device page shows them."""
+    devices = dr.async_entries_for_config_entry(device_registry, config_entry.entry_id)
+    assert len(devices) == 1
+    device = devices[0]
+    assert {
+        "name": device.name,
+        "manufacturer": device.manufacturer,
+        "model": device.model,
+        "entry_type": device.entry_type,
+        "sw_version": device.sw_version,
+    } == snapshot(name="device")
+    entities = sorted(
+        er.async_entries_for_config_entry(entity_registry, config_entry.entry_id),
+        key=lambda entry: entry.entity_id,
+    )
+    assert [
+        {
+            "entity_id": entity.entity_id,
+            "translation_key": entity.translation_key,
+            "has_entity_name": entity.has_entity_name,
+            "original_name": entity.original_name,
+            "entity_category": entity.entity_category,
+            "disabled_by": entity.disabled_by,
+            "device": entity.device_id == device.id,
+        }
+        for entity in entities
+    ] == snapshot(name="entities")
 
 
 async def test_secret_never_logged(
