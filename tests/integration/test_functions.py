@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -237,12 +238,13 @@ async def test_blueprint_runs_actions_and_answers(
     assert "21.5 degrees" in speech(result)
 
 
-async def test_event_entity_shows_each_call_and_keeps_its_types(
+async def test_event_entity_fires_for_every_call(
     hass: HomeAssistant, emulator: Emulator, short_wait: ConfigEntry
 ) -> None:
-    """The "Function call" event entity fires with the call's data.
+    """The "Function call" event entity fires with each call's data, one event type.
 
-    The function names it has seen stay its event types after a reload.
+    An automation built in the UI on its only type, "Any function", runs for every
+    call; one that names a function in a condition runs for that one.
     """
     entity_id = er.async_get(hass).async_get_entity_id(
         "event", DOMAIN, f"{short_wait.entry_id}_function_call"
@@ -252,33 +254,65 @@ async def test_event_entity_shows_each_call_and_keeps_its_types(
     assert state.state == "unknown"
     assert state.attributes["event_types"] == ["function_call"]
     assert state.attributes["friendly_name"] == "ItanniX Function call"
-
-    emulator.assistant("default").add_turn(
-        _call_turn(
-            "Water the plants",
-            FunctionCallSpec(
-                name="water_plants", arguments='{"zone": 2}', call_id="call_w"
-            ),
-            after="{water_plants}",
-        )
+    any_trigger: dict[str, Any] = (
+        # What the automation editor builds for "Event received" (2026.x).
+        {
+            "trigger": "event.received",
+            "target": {"entity_id": entity_id},
+            "options": {"event_type": ["function_call"]},
+        }
+        if importlib.util.find_spec("homeassistant.components.event.trigger")
+        else {"trigger": "state", "entity_id": entity_id, "not_from": "unavailable"}
     )
-    result = await say(hass, "Water the plants")
+    await _automations(
+        hass,
+        {
+            "alias": "Any function",
+            "triggers": [any_trigger],
+            "actions": [{"event": "itannix_test_any"}],
+        },
+        {
+            "alias": "Watering only",
+            "triggers": [
+                {"trigger": "state", "entity_id": entity_id, "not_from": "unavailable"}
+            ],
+            "conditions": [
+                {
+                    "condition": "state",
+                    "entity_id": entity_id,
+                    "attribute": "name",
+                    "state": "water_plants",
+                }
+            ],
+            "actions": [{"event": "itannix_test_watering"}],
+        },
+    )
+    runs = async_capture_events(hass, "automation_triggered")
 
+    for name, call_id in (("water_plants", "call_w"), ("feed_cat", "call_c")):
+        emulator.assistant("default").add_turn(
+            _call_turn(
+                name,
+                FunctionCallSpec(name=name, arguments='{"zone": 2}', call_id=call_id),
+                after="{" + name + "}",
+            )
+        )
+    result = await say(hass, "water_plants")
     state = hass.states.get(entity_id)
     assert state.state not in ("unknown", "unavailable")
-    assert state.attributes["event_type"] == "water_plants"
-    assert state.attributes["event_types"] == ["function_call", "water_plants"]
+    assert state.attributes["event_type"] == "function_call"
+    assert state.attributes["event_types"] == ["function_call"]
     assert state.attributes["name"] == "water_plants"
     assert state.attributes["arguments"] == {"zone": 2}
     assert state.attributes["call_id"] == "call_w"
     assert state.attributes["conversation_id"] == result.conversation_id
     assert state.attributes["entry_id"] == short_wait.entry_id
-
-    assert await hass.config_entries.async_reload(short_wait.entry_id)
+    await say(hass, "feed_cat", result.conversation_id)
     await hass.async_block_till_done()
-    state = hass.states.get(entity_id)
-    assert state.attributes["event_types"] == ["function_call", "water_plants"]
-    assert state.attributes["event_type"] == "water_plants"
+    assert hass.states.get(entity_id).attributes["name"] == "feed_cat"
+    names = [run.data["name"] for run in runs]
+    assert names.count("Any function") == 2
+    assert names.count("Watering only") == 1
 
 
 async def test_device_trigger_runs_for_its_function(
