@@ -212,7 +212,7 @@ async def test_dashboard_tools_survive_control_home_assistant(
         "event", DOMAIN, f"{config_entry.entry_id}_function_call"
     )
     assert entity_id is not None
-    assert hass.states.get(entity_id).attributes["event_type"] == "open_garage"
+    assert hass.states.get(entity_id).attributes["name"] == "open_garage"
     (session,) = conversation_peers(emulator)
     assert session.refused_calls == []
     names = [tool["name"] for tool in session.tools]
