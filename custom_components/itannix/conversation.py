@@ -91,7 +91,7 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
         # A spoken turn already has its reply under way in the satellite's session.
         voice = claim_turn(self.entry, user_input.text)
         try:
-            prompt = await self._async_prompt(user_input, chat_log)
+            await self._async_provide_llm_data(user_input, chat_log)
         except conversation.ConverseError as err:
             if voice is not None:
                 voice.fail(err)
@@ -105,9 +105,7 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
                         self.hass, voice, chat_log, self.entity_id, user_input
                     )
                 else:
-                    await self._async_typed_turn(
-                        sessions, key, chat_log, user_input, prompt
-                    )
+                    await self._async_typed_turn(sessions, key, chat_log, user_input)
         except asyncio.CancelledError:
             # The satellite moved on (a new wake, a disconnect): stop the reply.
             if voice is not None:
@@ -122,26 +120,37 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
             return self._error_result(user_input, chat_log, _failure(err))
         return conversation.async_get_result_from_chat_log(user_input, chat_log)
 
-    async def _async_prompt(
+    async def _async_provide_llm_data(
         self,
         user_input: conversation.ConversationInput,
         chat_log: conversation.ChatLog,
-    ) -> TurnPrompt:
-        """Build the turn's tools and context; the chat log gets the LLM API too."""
+    ) -> None:
+        """Give the chat log the turn's LLM API (its tool calls run through the log)."""
         options = self.entry.options
-        llm_context = user_input.as_llm_context(DOMAIN)
         if selected_apis(self.entry) or options.get(CONF_PROMPT):
+            llm_context = user_input.as_llm_context(DOMAIN)
             await chat_log.async_provide_llm_data(
                 llm_context,
                 await async_offered_apis(self.hass, self.entry, llm_context),
                 options.get(CONF_PROMPT),
                 user_input.extra_system_prompt,
             )
+
+    async def _async_typed_prompt(
+        self,
+        user_input: conversation.ConversationInput,
+        chat_log: conversation.ChatLog,
+    ) -> TurnPrompt:
+        """The typed turn's tools and context (a spoken turn built its own)."""
         extra = user_input.extra_system_prompt or getattr(
             chat_log, "extra_system_prompt", None
         )
         return await async_turn_prompt(
-            self.hass, self.entry, llm_context, extra, chat_log.llm_api
+            self.hass,
+            self.entry,
+            user_input.as_llm_context(DOMAIN),
+            extra,
+            chat_log.llm_api,
         )
 
     async def _async_typed_turn(
@@ -150,8 +159,8 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
         key: str,
         chat_log: conversation.ChatLog,
         user_input: conversation.ConversationInput,
-        prompt: TurnPrompt,
     ) -> None:
+        prompt = await self._async_typed_prompt(user_input, chat_log)
         for attempt in range(2):
             live = await sessions.async_get(key, audio=False)
             try:
