@@ -13,6 +13,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
 
+from . import migration
 from .audio_relay import async_setup_relay
 from .const import (
     APP_SOURCE,
@@ -110,6 +111,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> b
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     await async_ensure_pipeline(hass, entry)
     return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> bool:
+    """Bring an entry made by an earlier version up to date."""
+    return await migration.async_migrate_entry(hass, entry)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> bool:

@@ -53,6 +53,7 @@ from .const import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_SESSIONS,
     DOMAIN,
+    ENTRY_MINOR_VERSION,
     LOGGER,
     MAX_FUNCTION_TIMEOUT,
     MAX_IDLE_TIMEOUT,
@@ -204,7 +205,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up one ItanniX client (a Client ID with its own enrolled secret)."""
 
     VERSION = 1
-    MINOR_VERSION = 1
+    MINOR_VERSION = ENTRY_MINOR_VERSION
 
     def __init__(self) -> None:
         """Initialize the flow."""

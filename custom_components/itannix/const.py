@@ -6,6 +6,8 @@ import logging
 from typing import Final
 
 DOMAIN: Final = "itannix"
+# Config entries: 1.2 keys unique IDs and the device on the Client ID (migration.py).
+ENTRY_MINOR_VERSION: Final = 2
 LOGGER = logging.getLogger(__package__)
 
 DEFAULT_BASE_URL: Final = "https://api.itannix.com"

@@ -40,10 +40,15 @@ TRIGGER_SCHEMA = _BASE.extend(
 def _entry_id(hass: HomeAssistant, device_id: str) -> str | None:
     """The config entry behind an ItanniX service device."""
     device = dr.async_get(hass).async_get(device_id)
-    if device is None:
+    if device is None or not any(domain == DOMAIN for domain, _ in device.identifiers):
         return None
     return next(
-        (value for domain, value in device.identifiers if domain == DOMAIN), None
+        (
+            entry.entry_id
+            for entry in hass.config_entries.async_entries(DOMAIN)
+            if entry.entry_id in device.config_entries
+        ),
+        None,
     )
 
 

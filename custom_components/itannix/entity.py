@@ -13,7 +13,8 @@ from .runtime import ItanniXConfigEntry
 
 
 def _unique_id(entry: ItanniXConfigEntry, key: str) -> str:
-    return f"{entry.entry_id}_{key}"
+    # The Client ID, not the entry ID: it stays when the entry is removed and re-added.
+    return f"{entry.data[CONF_CLIENT_ID]}_{key}"
 
 
 def async_entity_id(
@@ -41,7 +42,7 @@ class ItanniXEntity(Entity):
         if title == entry_title(entry.data[CONF_CLIENT_ID]):
             title = DEFAULT_TITLE
         self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, entry.entry_id)},
+            identifiers={(DOMAIN, entry.data[CONF_CLIENT_ID])},
             name=title,
             manufacturer="ItanniX",
             model="Realtime assistant",

@@ -21,10 +21,11 @@ from homeassistant.components.device_automation import (
     async_get_device_automations,
 )
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import device_registry as dr, entity_registry as er, intent
+from homeassistant.helpers import device_registry as dr, intent
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events
@@ -35,6 +36,7 @@ from custom_components.itannix.const import (
     EVENT_FUNCTION_CALL,
     SERVICE_FUNCTION_CALL_RESPONSE,
 )
+from custom_components.itannix.entity import async_entity_id
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 
 from .helpers import say, speech, template_light, until
@@ -246,9 +248,7 @@ async def test_event_entity_fires_for_every_call(
     An automation built in the UI on its only type, "Any function", runs for every
     call; one that names a function in a condition runs for that one.
     """
-    entity_id = er.async_get(hass).async_get_entity_id(
-        "event", DOMAIN, f"{short_wait.entry_id}_function_call"
-    )
+    entity_id = async_entity_id(hass, short_wait, Platform.EVENT, "function_call")
     assert entity_id is not None
     state = hass.states.get(entity_id)
     assert state.state == "unknown"
@@ -443,9 +443,7 @@ async def test_invalid_arguments_are_refused_and_nothing_fires(
     assert "must be a JSON object" in json.loads(outputs["call_list"][0])["error"]
     assert events == []
     assert "not valid JSON" in speech(result)
-    entity_id = er.async_get(hass).async_get_entity_id(
-        "event", DOMAIN, f"{config_entry.entry_id}_function_call"
-    )
+    entity_id = async_entity_id(hass, config_entry, Platform.EVENT, "function_call")
     assert hass.states.get(entity_id).state == "unknown"
 
 

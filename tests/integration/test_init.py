@@ -117,6 +117,7 @@ async def test_device_and_entities_snapshot(
         "model": device.model,
         "entry_type": device.entry_type,
         "sw_version": device.sw_version,
+        "identifiers": sorted(device.identifiers),
     } == snapshot(name="device")
     entities = sorted(
         er.async_entries_for_config_entry(entity_registry, config_entry.entry_id),
@@ -125,6 +126,7 @@ async def test_device_and_entities_snapshot(
     assert [
         {
             "entity_id": entity.entity_id,
+            "unique_id": entity.unique_id,
             "translation_key": entity.translation_key,
             "has_entity_name": entity.has_entity_name,
             "original_name": entity.original_name,
@@ -134,6 +136,59 @@ async def test_device_and_entities_snapshot(
         }
         for entity in entities
     ] == snapshot(name="entities")
+
+
+async def test_entry_from_version_1_1_keeps_its_entities_and_device(
+    hass: HomeAssistant,
+    config_entry: ConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """Unique IDs keyed on the entry ID move to the Client ID; nothing is renamed."""
+    entry_id = config_entry.entry_id
+    assert await hass.config_entries.async_unload(entry_id)
+    await hass.async_block_till_done()
+    # Put the registries back as version 1.1 left them.
+    entities = er.async_entries_for_config_entry(entity_registry, entry_id)
+    assert entities
+    renamed: dict[str, str] = {}
+    for entity in entities:
+        key = entity.unique_id.removeprefix(f"{CLIENT_ID}_")
+        entity_registry.async_update_entity(
+            entity.entity_id, new_unique_id=f"{entry_id}_{key}"
+        )
+        renamed[entity.entity_id] = key
+    (device,) = dr.async_entries_for_config_entry(device_registry, entry_id)
+    device_registry.async_update_device(device.id, new_identifiers={(DOMAIN, entry_id)})
+    # A user renamed the device: the migration keeps it.
+    device_registry.async_update_device(device.id, name_by_user="Hall assistant")
+    hass.config_entries.async_update_entry(config_entry, minor_version=1)
+
+    assert await hass.config_entries.async_setup(entry_id)
+    await hass.async_block_till_done()
+
+    assert config_entry.state is ConfigEntryState.LOADED
+    assert config_entry.minor_version == 2
+    after = {
+        entity.entity_id: entity.unique_id
+        for entity in er.async_entries_for_config_entry(entity_registry, entry_id)
+    }
+    # The same entities (no duplicates, the same entity IDs), keyed on the Client ID.
+    assert after == {eid: f"{CLIENT_ID}_{key}" for eid, key in renamed.items()}
+    devices = dr.async_entries_for_config_entry(device_registry, entry_id)
+    assert [(d.id, d.identifiers, d.name_by_user) for d in devices] == [
+        (device.id, {(DOMAIN, CLIENT_ID)}, "Hall assistant")
+    ]
+
+
+async def test_entry_from_a_newer_version_is_refused(
+    hass: HomeAssistant, config_entry: ConfigEntry
+) -> None:
+    """A downgrade does not guess at data a newer release wrote."""
+    assert await hass.config_entries.async_unload(config_entry.entry_id)
+    hass.config_entries.async_update_entry(config_entry, version=2)
+    assert not await hass.config_entries.async_setup(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.MIGRATION_ERROR
 
 
 async def test_secret_never_logged(

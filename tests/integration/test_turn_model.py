@@ -14,11 +14,11 @@ from typing import Any
 
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, Platform
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import entity_registry as er, intent, llm
+from homeassistant.helpers import intent, llm
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import pytest
@@ -30,6 +30,7 @@ from custom_components.itannix.const import (
     EVENT_FUNCTION_CALL,
     SERVICE_FUNCTION_CALL_RESPONSE,
 )
+from custom_components.itannix.entity import async_entity_id
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 from tests.emulator.behaviour import device_tools
 from tests.emulator.peer import LATE_DELTA
@@ -208,9 +209,7 @@ async def test_dashboard_tools_survive_control_home_assistant(
     assert [(e.data["name"], e.data["call_id"]) for e in events] == [
         ("open_garage", "call_g")
     ]
-    entity_id = er.async_get(hass).async_get_entity_id(
-        "event", DOMAIN, f"{config_entry.entry_id}_function_call"
-    )
+    entity_id = async_entity_id(hass, config_entry, Platform.EVENT, "function_call")
     assert entity_id is not None
     assert hass.states.get(entity_id).attributes["name"] == "open_garage"
     (session,) = conversation_peers(emulator)
