@@ -195,6 +195,21 @@ _CANDIDATE_RE = re.compile(
 )
 
 
+def without_candidates(sdp: str) -> str:
+    """The SDP without its ICE candidates (and end-of-candidates markers).
+
+    Given to the far end as the client's offer, it cannot reach the client except by
+    answering the checks that come through the relay: every datagram then takes it.
+    """
+    lines = [
+        line
+        for line in sdp.splitlines()
+        if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+    ]
+    ending = "\r\n" if "\r\n" in sdp else "\n"
+    return ending.join(lines) + ending
+
+
 async def relay_answer(
     sdp: str, profile: NetworkProfile | None = None
 ) -> tuple[str, list[UdpRelay]]:

@@ -23,10 +23,12 @@ from .const import (
     CONF_WORKSPACE_KEY,
     DOMAIN,
 )
+from .failures import connect_failure
 from .functions import FunctionDispatcher
 from .pipeline import async_ensure_pipeline
 from .realtime import (
     AuthenticationError,
+    CannotConnectError,
     Credentials,
     InvalidUrlError,
     ItanniXClient,
@@ -93,6 +95,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> b
         # Retrying cannot help: the stored URL itself is refused (reconfigure it).
         raise ConfigEntryError(
             translation_domain=DOMAIN, translation_key="invalid_url"
+        ) from err
+    except CannotConnectError as err:
+        key, placeholders = connect_failure(err)
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key=key,
+            translation_placeholders=placeholders,
         ) from err
     except ItanniXError as err:
         raise ConfigEntryNotReady(

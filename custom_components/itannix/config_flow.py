@@ -63,17 +63,14 @@ from .const import (
     MIN_MAX_SESSIONS,
     entry_title,
 )
+from .failures import FlowStep, flow_error
 from .prompt import api_ids, requires_admin
 from .realtime import (
-    AuthenticationError,
-    CannotConnectError,
     Credentials,
     InvalidUrlError,
     ItanniXClient,
     ItanniXError,
-    RateLimitedError,
     RealtimeConnection,
-    RedirectError,
     validate_base_url,
 )
 from .runtime import ItanniXConfigEntry
@@ -108,27 +105,14 @@ async def async_enroll(
         await connection.close()
 
 
-def _error_key(err: ItanniXError) -> str:
-    """Map a library error to the flow's translated error key."""
-    if isinstance(err, RedirectError):
-        return "redirected"
-    if isinstance(err, InvalidUrlError):
-        return "invalid_url"
-    if isinstance(err, AuthenticationError):
-        # A freshly generated secret is refused only when the Client ID is already
-        # enrolled with another one; anything else is the key or the client itself.
-        text = f"{err.message} {err.hint or ''} {err.code or ''}".lower()
-        return "secret_mismatch" if "secret" in text else "invalid_auth"
-    if isinstance(err, RateLimitedError):
-        return "rate_limited"
-    if isinstance(err, CannotConnectError):
-        return "cannot_connect"
-    return "unknown"
-
-
-def _hint(err: ItanniXError) -> str:
-    """The service's own advice, shown under the translated error."""
-    return err.hint or err.message or ""
+# Every placeholder any error of the flow's forms uses: each form passes them all.
+_NO_DETAILS: Mapping[str, str] = {
+    "hint": "",
+    "host": "",
+    "location": "",
+    "error": "",
+    "wait": "",
+}
 
 
 async def _async_try(
@@ -136,6 +120,7 @@ async def _async_try(
     data: Mapping[str, Any],
     secret: str,
     assistant_id: str | None,
+    step: FlowStep,
     errors: dict[str, str],
     placeholders: dict[str, str],
 ) -> bool:
@@ -143,18 +128,15 @@ async def _async_try(
     try:
         await async_enroll(hass, data, secret, assistant_id)
     except ItanniXError as err:
-        key = _error_key(err)
-        errors["base"] = key
-        placeholders["hint"] = _hint(err)
-        if isinstance(err, RedirectError):
-            placeholders["location"] = err.location or "-"
-        if key == "unknown":
+        error = flow_error(err, step)
+        errors[error.on] = error.key
+        placeholders.update(error.placeholders)
+        if error.key == "unknown":
             LOGGER.warning("Unexpected answer from ItanniX: %s", err)
         return False
     except Exception:  # noqa: BLE001 - a bug below must still end in a form error
         LOGGER.exception("Unexpected error while contacting ItanniX")
         errors["base"] = "unknown"
-        placeholders["hint"] = ""
         return False
     return True
 
@@ -217,7 +199,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Ask for the Workspace Key, the Client ID and the server; enroll before saving."""
         errors: dict[str, str] = {}
-        placeholders: dict[str, str] = {"hint": ""}
+        placeholders = dict(_NO_DETAILS)
         if user_input is not None:
             data = {
                 CONF_BASE_URL: user_input[CONF_BASE_URL].strip().rstrip("/"),
@@ -242,7 +224,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
             if not errors:
                 secret = generate_secret()
                 if await _async_try(
-                    self.hass, data, secret, None, errors, placeholders
+                    self.hass, data, secret, None, "user", errors, placeholders
                 ):
                     # Stored only once enrolled: a secret that never worked is worthless.
                     await get_secret_store(self.hass).async_set(client_id, secret)
@@ -287,30 +269,57 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reauth_confirm(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Enroll a fresh secret once the user has reset the client in the dashboard."""
+        """Take the current Workspace Key; enroll a fresh secret if it was reset."""
         entry = self._get_reauth_entry()
         errors: dict[str, str] = {}
-        placeholders = {"client_id": entry.data[CONF_CLIENT_ID], "hint": ""}
+        placeholders = {**_NO_DETAILS, "client_id": entry.data[CONF_CLIENT_ID]}
         if user_input is not None:
-            secret = generate_secret()
-            if await _async_try(
-                self.hass,
-                entry.data,
-                secret,
-                entry.options.get(CONF_ASSISTANT_ID),
-                errors,
-                placeholders,
-            ):
-                # Replace the stored secret only after the new one is enrolled.
-                await get_secret_store(self.hass).async_set(
-                    entry.unique_id or "", secret
-                )
-                return self.async_update_reload_and_abort(entry)
+            data = {
+                **entry.data,
+                CONF_WORKSPACE_KEY: user_input[CONF_WORKSPACE_KEY].strip(),
+            }
+            if await self._async_reauthenticate(entry, data, errors, placeholders):
+                return self.async_update_reload_and_abort(entry, data=data)
+        schema = _form_schema(
+            {
+                vol.Required(
+                    CONF_WORKSPACE_KEY, default=entry.data.get(CONF_WORKSPACE_KEY, "")
+                ): _PASSWORD,
+            }
+        )
         return self.async_show_form(
             step_id="reauth_confirm",
-            data_schema=_form_schema({}),
+            data_schema=schema,
             errors=errors,
             description_placeholders=placeholders,
+        )
+
+    async def _async_reauthenticate(
+        self,
+        entry: ItanniXConfigEntry,
+        data: Mapping[str, Any],
+        errors: dict[str, str],
+        placeholders: dict[str, str],
+    ) -> bool:
+        """Enroll a fresh secret, or, when the old one still holds, keep it."""
+        store = get_secret_store(self.hass)
+        assistant_id = entry.options.get(CONF_ASSISTANT_ID)
+        # A fresh secret first: after a reset in the dashboard, the earlier one is
+        # never enrolled again (it may be why the user reset it).
+        secret = generate_secret()
+        if await _async_try(
+            self.hass, data, secret, assistant_id, "reauth", errors, placeholders
+        ):
+            # Replace the stored secret only after the new one is enrolled.
+            await store.async_set(entry.unique_id or "", secret)
+            return True
+        if errors.get("base") != "secret_not_reset":
+            return False
+        # Not reset: maybe only the Workspace Key had changed, and the stored secret
+        # is still the enrolled one.
+        stored = await store.async_get(entry.unique_id or "")
+        return stored is not None and await _async_try(
+            self.hass, data, stored, assistant_id, "reauth", {}, {}
         )
 
     async def async_step_reconfigure(
@@ -319,7 +328,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
         """Change the server or the Workspace Key; the enrolled secret must still match."""
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
-        placeholders = {"client_id": entry.data[CONF_CLIENT_ID], "hint": ""}
+        placeholders = {**_NO_DETAILS, "client_id": entry.data[CONF_CLIENT_ID]}
         if user_input is not None:
             data = {
                 **entry.data,
@@ -338,6 +347,7 @@ class ItanniXConfigFlow(ConfigFlow, domain=DOMAIN):
                 data,
                 secret or "",
                 entry.options.get(CONF_ASSISTANT_ID),
+                "reconfigure",
                 errors,
                 placeholders,
             ):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Literal
 
 from homeassistant.components import conversation
@@ -16,15 +15,11 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .chat import DroppedBeforeReplyError, async_run_text_turn
 from .const import DOMAIN, LOGGER, TURN_TIMEOUT
 from .entity import ItanniXEntity
+from .failures import turn_error
 from .prompt import TurnPrompt, async_offered_apis, async_turn_prompt, selected_apis
-from .realtime import (
-    AuthenticationError,
-    CannotConnectError,
-    ItanniXError,
-    RateLimitedError,
-)
+from .realtime import ItanniXError
 from .runtime import ItanniXConfigEntry, async_note_failure
-from .sessions import SessionLimitError, SessionManager
+from .sessions import SessionManager
 from .voice import async_speak_reply, claim_turn
 
 PARALLEL_UPDATES = 0
@@ -37,30 +32,6 @@ async def async_setup_entry(
 ) -> None:
     """Set up the conversation agent."""
     async_add_entities([ItanniXConversationEntity(entry)])
-
-
-def _failure(err: BaseException) -> HomeAssistantError:
-    """The translated error a user sees for a failed turn."""
-    if isinstance(err, AuthenticationError):
-        key, placeholders = "auth_failed", {"hint": err.hint or err.message}
-    elif isinstance(err, RateLimitedError):
-        wait = f"{math.ceil(err.retry_after)} s" if err.retry_after else "a minute"
-        key, placeholders = "rate_limited", {"wait": wait}
-    elif isinstance(err, SessionLimitError):
-        key, placeholders = "too_many_conversations", {"count": str(err.count)}
-    elif isinstance(err, CannotConnectError):
-        key, placeholders = "cannot_connect", {"error": err.message}
-    elif isinstance(err, TimeoutError):
-        key, placeholders = "turn_timeout", {}
-    elif isinstance(err, ItanniXError):
-        key, placeholders = "turn_failed", {"error": err.message}
-    else:
-        key, placeholders = "turn_failed", {"error": type(err).__name__}
-    return HomeAssistantError(
-        translation_domain=DOMAIN,
-        translation_key=key,
-        translation_placeholders=placeholders,
-    )
 
 
 class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
@@ -117,7 +88,7 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
                 voice.fail(err)
             await sessions.async_close(key)
             async_note_failure(self.hass, self.entry, err)
-            return self._error_result(user_input, chat_log, _failure(err))
+            return self._error_result(user_input, chat_log, turn_error(err))
         return conversation.async_get_result_from_chat_log(user_input, chat_log)
 
     async def _async_provide_llm_data(

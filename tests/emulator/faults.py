@@ -29,6 +29,9 @@ class Faults:
     malformed_sdp: bool = False
     # The SDP endpoint never answers (until the emulator stops).
     no_answer: bool = False
+    # A firewall between client and service: the SDP answer comes over HTTPS, but no
+    # UDP datagram (ICE, DTLS, SCTP, RTP) passes either way.
+    media_blocked: bool = False
     # The data channel is closed (the peer stays up) after the first delta of a reply.
     drop_channel_mid_reply: bool = False
     # The peer connection is closed right after the data channel opens.

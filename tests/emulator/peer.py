@@ -21,7 +21,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from tests.network import NetworkProfile, UdpRelay, relay_answer
+from tests.network import NetworkProfile, UdpRelay, relay_answer, without_candidates
 
 from .behaviour import Behaviour
 from .brain import (
@@ -313,6 +313,11 @@ class EmulatedSession:
         pc.on("datachannel", self._on_datachannel)
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_connection_state)
+        relayed = self._network is not None or self._faults.media_blocked
+        if relayed:
+            # Else the far end would check the client's own candidates directly, and
+            # the media could pass beside the relay (and beside its profile).
+            offer_sdp = without_candidates(offer_sdp)
         try:
             await pc.setRemoteDescription(
                 RTCSessionDescription(sdp=offer_sdp, type="offer")
@@ -327,9 +332,13 @@ class EmulatedSession:
             # The client does not receive audio: pull the track ourselves so replies
             # still take as long as they would to play.
             self._spawn(self._pull_own_speaker())
-        if self._network is None:
+        if not relayed:
             return pc.localDescription.sdp
-        sdp, self._relays = await relay_answer(pc.localDescription.sdp, self._network)
+        sdp, self._relays = await relay_answer(
+            pc.localDescription.sdp, self._network or NetworkProfile()
+        )
+        if self._faults.media_blocked:
+            self.cut_network()
         return sdp
 
     async def _pull_own_speaker(self) -> None:
@@ -489,6 +498,7 @@ class EmulatedSession:
             self._speaker.stop()
         if self._pc is not None:
             await self._pc.close()
+            await _connecting_ended(self._pc)
         for relay in self._relays:
             relay.close()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -1452,3 +1462,24 @@ class EmulatedSession:
             "modalities": self.modalities,
             "input_audio_transcription": self._transcription,
         }
+
+
+async def _connecting_ended(pc: RTCPeerConnection, timeout: float = 5.0) -> None:
+    """Wait (bounded) for a closed peer's own connecting task to end.
+
+    aiortc ends it on a later turn of the loop; a peer that never connected (its
+    client unreachable) would otherwise leave it pending after ``close()``.
+    """
+
+    def connecting() -> bool:
+        for task in asyncio.all_tasks():
+            coro = task.get_coro()
+            frame = getattr(coro, "cr_frame", None)
+            if frame is not None and frame.f_locals.get("self") is pc:
+                return True
+        return False
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while connecting():
+                await asyncio.sleep(0.05)

@@ -10,6 +10,8 @@ from typing import Any
 from unittest.mock import patch
 import uuid
 
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     SOURCE_USER,
@@ -50,6 +52,16 @@ async def _start(hass: HomeAssistant) -> str:
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"
     return str(result["flow_id"])
+
+
+async def _shown(hass: HomeAssistant, result: Any) -> dict[str, str]:
+    """The form's errors as the frontend shows them: translated, placeholders filled."""
+    texts = await async_get_translations(hass, "en", "config", [DOMAIN])
+    placeholders = result.get("description_placeholders") or {}
+    return {
+        field: texts[f"component.{DOMAIN}.config.error.{key}"].format(**placeholders)
+        for field, key in result["errors"].items()
+    }
 
 
 async def test_user_flow_enrolls_and_keeps_secret_out_of_entry(
@@ -144,14 +156,16 @@ async def test_plain_http_only_to_loopback(
 
 
 async def test_wrong_workspace_key(hass: HomeAssistant, emulator: Emulator) -> None:
-    """A rejected Workspace Key is named, with the service's hint, and can be fixed."""
+    """A rejected Workspace Key is shown on its field, and can be fixed."""
     flow_id = await _start(hass)
     result = await hass.config_entries.flow.async_configure(
         flow_id, user_input(emulator, workspace_key="wk-wrong")
     )
     assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == {"base": "invalid_auth"}
-    assert result["description_placeholders"]["hint"]
+    assert await _shown(hass, result) == {
+        CONF_WORKSPACE_KEY: "ItanniX rejected this Workspace Key. Copy it again from "
+        "the ItanniX dashboard (Settings → Workspace)."
+    }
     assert not emulator.is_enrolled(CLIENT_ID)
 
     result = await hass.config_entries.flow.async_configure(
@@ -169,8 +183,12 @@ async def test_client_already_enrolled_elsewhere(
     result = await hass.config_entries.flow.async_configure(
         flow_id, user_input(emulator)
     )
-    assert result["errors"] == {"base": "secret_mismatch"}
-    assert "dashboard" in result["description_placeholders"]["hint"].lower()
+    # On the Client ID, which this form can change; said once, not echoed again.
+    assert await _shown(hass, result) == {
+        CONF_CLIENT_ID: "This Client ID is already enrolled with another secret. "
+        "Reset the client's secret in the ItanniX dashboard (client settings), or "
+        "use a new Client ID, then submit again."
+    }
     assert await get_secret_store(hass).async_get(CLIENT_ID) is None
 
     emulator.reset_enrollment(CLIENT_ID)
@@ -191,7 +209,10 @@ async def test_cannot_connect_then_recovers(
     result = await hass.config_entries.flow.async_configure(
         flow_id, user_input(emulator, base_url=f"http://127.0.0.1:{closed_port}")
     )
-    assert result["errors"] == {"base": "cannot_connect"}
+    assert await _shown(hass, result) == {
+        "base": "127.0.0.1 refused the connection: nothing answers there on that "
+        "port. Check the server URL."
+    }
 
     result = await hass.config_entries.flow.async_configure(
         flow_id, user_input(emulator)
@@ -200,10 +221,19 @@ async def test_cannot_connect_then_recovers(
 
 
 @pytest.mark.parametrize(
-    ("status", "error"), [(429, "rate_limited"), (500, "unknown"), (503, "unknown")]
+    ("status", "error", "shown"),
+    [
+        (
+            429,
+            "rate_limited",
+            "ItanniX asks to slow down. Wait a minute, then submit again.",
+        ),
+        (500, "unknown", "Unexpected error. Try later"),
+        (503, "unknown", "Unexpected error. Try later"),
+    ],
 )
 async def test_service_errors(
-    hass: HomeAssistant, emulator: Emulator, status: int, error: str
+    hass: HomeAssistant, emulator: Emulator, status: int, error: str, shown: str
 ) -> None:
     """Rate limits and server failures are named, and nothing is stored."""
     emulator.faults.status["sessions"] = status
@@ -213,7 +243,7 @@ async def test_service_errors(
         flow_id, user_input(emulator)
     )
     assert result["errors"] == {"base": error}
-    assert result["description_placeholders"]["hint"] == "Try later"
+    assert await _shown(hass, result) == {"base": shown}
     assert await get_secret_store(hass).async_get(CLIENT_ID) is None
 
 
@@ -259,7 +289,12 @@ async def test_reauth_enrolls_new_secret_after_dashboard_reset(
     flow_id = flows[0]["flow_id"]
 
     result = await hass.config_entries.flow.async_configure(flow_id, {})
-    assert result["errors"] == {"base": "secret_mismatch"}
+    # This form cannot take another Client ID: it says what to do, once.
+    assert await _shown(hass, result) == {
+        "base": "ItanniX still holds the earlier secret for this client. Reset the "
+        "secret in the client's settings in the ItanniX dashboard first, then "
+        "submit again."
+    }
     assert await get_secret_store(hass).async_get(CLIENT_ID) == old_secret
 
     emulator.reset_enrollment(CLIENT_ID)
@@ -270,6 +305,89 @@ async def test_reauth_enrolls_new_secret_after_dashboard_reset(
     assert new_secret not in (None, old_secret)
     await hass.async_block_till_done()
     assert config_entry.state is ConfigEntryState.LOADED
+
+
+async def test_reauth_takes_a_replaced_workspace_key(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """A key replaced in the dashboard is fixed from the reauth form; no reset needed."""
+    secret = await get_secret_store(hass).async_get(CLIENT_ID)
+    emulator.workspace_key = "wk-rotated"
+    await hass.config_entries.async_reload(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["context"]["source"] == "reauth"
+
+    # The stored key is offered, and rejected on its field.
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {})
+    assert result["errors"] == {CONF_WORKSPACE_KEY: "invalid_workspace_key"}
+
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_WORKSPACE_KEY: " wk-rotated "}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert config_entry.data[CONF_WORKSPACE_KEY] == "wk-rotated"
+    # The enrolled secret still held: it was kept, not replaced.
+    assert await get_secret_store(hass).async_get(CLIENT_ID) == secret
+    await hass.async_block_till_done()
+    assert config_entry.state is ConfigEntryState.LOADED
+
+
+async def test_blocked_media_is_not_called_unreachable(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """HTTPS works but WebRTC's UDP is blocked: the form says so, not "unreachable"."""
+    emulator.faults.media_blocked = True
+    flow_id = await _start(hass)
+    with patch("custom_components.itannix.config_flow.CONNECT_TIMEOUT", 3.0):
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, user_input(emulator)
+        )
+    assert await _shown(hass, result) == {
+        "base": "127.0.0.1 answered, but the voice connection (WebRTC: UDP, or a "
+        "TURN relay) could not be opened. A firewall may block outgoing UDP from "
+        "this machine: allow it, then submit again."
+    }
+    assert await get_secret_store(hass).async_get(CLIENT_ID) is None
+    for far_end in emulator.sessions:
+        await far_end.close()
+
+
+class _NoSuchName(AbstractResolver):
+    """A resolver that knows no name, as a DNS server answering NXDOMAIN does."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise OSError(socket.EAI_NONAME, "Domain name not found")
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+async def test_a_server_name_that_does_not_resolve(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """A typo in the host reads as such, not as aiohttp's "ssl:default [...]"."""
+    flow_id = await _start(hass)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=_NoSuchName())
+    )
+    try:
+        with patch(
+            "custom_components.itannix.config_flow.async_get_clientsession",
+            return_value=session,
+        ):
+            result = await hass.config_entries.flow.async_configure(
+                flow_id, user_input(emulator, base_url="https://api.itanix.com")
+            )
+    finally:
+        await session.close()
+    assert await _shown(hass, result) == {
+        "base": "The server name api.itanix.com could not be found. Check the server "
+        "URL for a typo, then this machine's DNS and internet connection."
+    }
 
 
 async def test_reauth_with_a_server_url_no_longer_allowed(
@@ -314,7 +432,7 @@ async def test_reconfigure(
         result["flow_id"],
         {CONF_WORKSPACE_KEY: "wk-wrong", CONF_BASE_URL: emulator.url},
     )
-    assert result["errors"] == {"base": "invalid_auth"}
+    assert result["errors"] == {CONF_WORKSPACE_KEY: "invalid_workspace_key"}
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"],
         {CONF_WORKSPACE_KEY: "wk-test", CONF_BASE_URL: "http://192.0.2.1"},

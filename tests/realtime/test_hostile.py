@@ -320,7 +320,11 @@ async def test_junk_storm_logs_each_kind_once(
         assert await ask(session) == "pong 2"
     finally:
         await session.close()
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("custom_components")
+    ]
     # Two kinds of junk (not JSON, no type): two lines. Absurd nesting, a third kind,
     # is sent alone above: 100 kB messages in bulk only measure aiortc's SCTP.
     assert len(warnings) == 2, [r.getMessage() for r in warnings]
@@ -346,7 +350,12 @@ async def test_unusable_ice_servers_are_dropped_and_logged_once(
         async with RealtimeConnection(client, connect_timeout=10) as connection:
             assert connection.is_open
         assert time.monotonic() - started < 5  # no hang, no 20 s connect timeout
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # Ours only: asyncio's debug mode warns of slow callbacks on a loaded machine.
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("custom_components")
+    ]
     assert len(warnings) == 5, warnings  # five bad URLs, each once over two set-ups
     assert all("Ignoring ICE server" in w for w in warnings)
 

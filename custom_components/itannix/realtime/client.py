@@ -18,6 +18,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     CannotConnectError,
+    ConnectFailure,
     InvalidUrlError,
     ItanniXError,
     ProtocolError,
@@ -46,6 +47,31 @@ _READ_CHUNK: Final = 64 << 10
 # A signed audio URL may redirect to storage; a few hops, each checked, then no more.
 _MAX_AUDIO_REDIRECTS: Final = 3
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_CONNECT_MESSAGES: Final = {
+    ConnectFailure.UNRESOLVED: "The server name {host} could not be resolved",
+    ConnectFailure.REFUSED: "{host} refused the connection",
+    ConnectFailure.TLS: "The secure connection to {host} failed",
+    ConnectFailure.TIMEOUT: "{host} did not answer in time",
+}
+
+
+def connect_failure(err: BaseException) -> ConnectFailure:
+    """Classify an exception raised on the way to the server."""
+    if isinstance(err, TimeoutError):
+        return ConnectFailure.TIMEOUT
+    if isinstance(err, aiohttp.ClientConnectorDNSError):
+        return ConnectFailure.UNRESOLVED
+    if isinstance(err, (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)):
+        return ConnectFailure.TLS
+    if isinstance(err, aiohttp.ClientConnectorError) and isinstance(
+        err.os_error, ConnectionRefusedError
+    ):
+        return ConnectFailure.REFUSED
+    if isinstance(err, ConnectionRefusedError):
+        return ConnectFailure.REFUSED
+    return ConnectFailure.OTHER
+
+
 # A Retry-After beyond this, or not a finite number, is not believed.
 MAX_RETRY_AFTER: Final = 3600.0
 
@@ -196,6 +222,11 @@ class ItanniXClient:
     def base_url(self) -> str:
         """The service's base URL."""
         return str(self._base)
+
+    @property
+    def host(self) -> str:
+        """The service's host name (what a user checks when it cannot be reached)."""
+        return self._base.host or ""
 
     @property
     def credentials(self) -> Credentials:
@@ -366,10 +397,16 @@ class ItanniXClient:
             raise self._connect_error(err) from None
 
     def _connect_error(self, err: BaseException) -> CannotConnectError:
-        if isinstance(err, TimeoutError):
-            return CannotConnectError("Timed out waiting for ItanniX")
-        detail = self.redact(str(err)) or type(err).__name__
-        return CannotConnectError(f"Cannot reach ItanniX: {detail}")
+        host = self.host
+        reason = connect_failure(err)
+        if reason is ConnectFailure.OTHER:
+            detail = self.redact(str(err)) or type(err).__name__
+            return CannotConnectError(
+                f"Cannot reach {host}: {detail}", reason=reason, host=host
+            )
+        return CannotConnectError(
+            _CONNECT_MESSAGES[reason].format(host=host), reason=reason, host=host
+        )
 
     @staticmethod
     def _parse_json(body: str, what: str) -> Any:

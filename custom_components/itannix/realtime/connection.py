@@ -18,7 +18,7 @@ from aiortc import (
 )
 
 from .audio import MicrophoneTrack, SpeakerSink
-from .errors import CannotConnectError, ItanniXError, ProtocolError
+from .errors import CannotConnectError, ConnectFailure, ItanniXError, ProtocolError
 from .events import SESSION_UPDATE, Event
 from .guards import bound_gathering, candidate_types, contain_invalid_text
 from .ice import GATHER_TIMEOUT, build_rtc_configuration, select_ice_servers
@@ -221,8 +221,9 @@ class RealtimeConnection:
         except TimeoutError:
             # Maybe the network needed a STUN or TURN server left out as silent.
             self._client.ice_health.reset()
-            await self._abort(CannotConnectError("Timed out connecting to ItanniX"))
-            raise CannotConnectError("Timed out connecting to ItanniX") from None
+            error = self._timeout_error()
+            await self._abort(error)
+            raise error from None
         except ItanniXError as err:
             await self._abort(err)
             raise
@@ -284,6 +285,21 @@ class RealtimeConnection:
                 }
             )
 
+    def _timeout_error(self) -> CannotConnectError:
+        """Why connecting timed out: the HTTP exchange, or the media path after it."""
+        host = self._client.host
+        if self._pc is not None and self._pc.remoteDescription is not None:
+            # The server answered the offer over HTTPS: what never came is the WebRTC
+            # path itself (UDP blocked, no usable TURN relay).
+            return CannotConnectError(
+                f"{host} answered, but the WebRTC connection did not open",
+                reason=ConnectFailure.MEDIA,
+                host=host,
+            )
+        return CannotConnectError(
+            "Timed out connecting to ItanniX", reason=ConnectFailure.TIMEOUT, host=host
+        )
+
     def _ice_servers(self, info: SessionInfo) -> list[RTCIceServer]:
         """The session's usable ICE servers, minus those known not to answer."""
         selection = select_ice_servers(info.ice_servers)
@@ -314,7 +330,11 @@ class RealtimeConnection:
         state = self._pc.connectionState
         _LOGGER.debug("Peer connection state: %s", state)
         if state in ("failed", "closed"):
-            self._mark_closed(CannotConnectError(f"The WebRTC connection {state}"))
+            # Before the channel opened, it is the media path that failed.
+            reason = ConnectFailure.DROPPED if self._open else ConnectFailure.MEDIA
+            self._mark_closed(
+                CannotConnectError(f"The WebRTC connection {state}", reason=reason)
+            )
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
@@ -325,7 +345,9 @@ class RealtimeConnection:
         self._state_changed.set()
 
     def _on_channel_close(self) -> None:
-        self._mark_closed(CannotConnectError("The data channel closed"))
+        self._mark_closed(
+            CannotConnectError("The data channel closed", reason=ConnectFailure.DROPPED)
+        )
 
     def _on_message(self, message: str | bytes) -> None:
         # Called from aiortc's SCTP receive path: an exception escaping here would end

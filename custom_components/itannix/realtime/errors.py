@@ -7,6 +7,8 @@ workspace key: messages are built from the service's reply, never from our reque
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class ItanniXError(Exception):
     """Base class of every error the library raises."""
@@ -61,8 +63,44 @@ class ServerError(ItanniXError):
     """The service failed (5xx) or answered with a status we did not expect."""
 
 
+class ConnectFailure(StrEnum):
+    """What stood between us and the service, as far as the client can tell."""
+
+    UNRESOLVED = "unresolved"
+    """The server's name could not be resolved (DNS)."""
+    REFUSED = "refused"
+    """The server's host answered, but nothing listens on its port."""
+    TLS = "tls"
+    """The TLS handshake failed (certificate, or not TLS at all)."""
+    TIMEOUT = "timeout"
+    """No HTTP answer in time."""
+    MEDIA = "media"
+    """The server answered over HTTPS, but the WebRTC path (UDP, TURN) never opened."""
+    DROPPED = "dropped"
+    """An open session lost its connection."""
+    OTHER = "other"
+    """Anything else on the way to the server."""
+
+
 class CannotConnectError(ItanniXError):
-    """The service could not be reached, timed out, or the session dropped."""
+    """The service could not be reached, timed out, or the session dropped.
+
+    ``reason`` says which of these it was; ``host`` is the server's host name when the
+    failure concerns reaching it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: ConnectFailure = ConnectFailure.OTHER,
+        host: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        """Initialize with what failed and, when known, the host it concerned."""
+        super().__init__(message, hint=hint)
+        self.reason = reason
+        self.host = host
 
 
 class ProtocolError(ItanniXError):
