@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable
+from contextlib import aclosing
+from typing import Any
 
 from homeassistant.components import stt
 from homeassistant.core import HomeAssistant
@@ -13,7 +15,10 @@ from .const import LOGGER
 from .entity import ItanniXEntity
 from .realtime import ItanniXError
 from .runtime import ItanniXConfigEntry, async_note_failure
-from .voice import async_listen
+from .voice import Heard, async_listen_with_progress
+
+# Partial results exist from Home Assistant 2026.11.
+_PartialSpeechResult: Any = getattr(stt, "PartialSpeechResult", None)
 
 PARALLEL_UPDATES = 0
 
@@ -73,13 +78,44 @@ class ItanniXSpeechToText(stt.SpeechToTextEntity, ItanniXEntity):
         self, metadata: stt.SpeechMetadata, stream: AsyncIterable[bytes]
     ) -> stt.SpeechResult:
         """Let the assistant hear the user; return what it understood."""
+        async with aclosing(self._async_results(metadata, stream)) as results:
+            async for result in results:
+                if isinstance(result, stt.SpeechResult):
+                    return result
+        raise RuntimeError("listening ended without a result")  # pragma: no cover
+
+    if _PartialSpeechResult is not None:
+        # Home Assistant 2026.11+: what the service transcribed so far, as it grows.
+
+        async def async_process_audio_stream_with_progress(
+            self, metadata: stt.SpeechMetadata, stream: AsyncIterable[bytes]
+        ) -> AsyncGenerator[Any]:
+            """Yield the transcript so far, then what the assistant understood."""
+            async with aclosing(self._async_results(metadata, stream)) as results:
+                async for result in results:
+                    yield result
+
+    async def _async_results(
+        self, metadata: stt.SpeechMetadata, stream: AsyncIterable[bytes]
+    ) -> AsyncGenerator[Any]:
+        """Partial results (where Home Assistant has them), then the final one."""
         try:
-            transcript = await async_listen(
-                self.hass, self.entry, metadata.language, stream
-            )
+            async with aclosing(
+                async_listen_with_progress(
+                    self.hass, self.entry, metadata.language, stream
+                )
+            ) as hearing:
+                async for heard in hearing:
+                    if isinstance(heard, Heard):
+                        # Nothing heard is an empty success: the pipeline reports
+                        # "no text recognized".
+                        yield stt.SpeechResult(
+                            heard.text or "", stt.SpeechResultState.SUCCESS
+                        )
+                        return
+                    if _PartialSpeechResult is not None:
+                        yield _PartialSpeechResult(text=heard)
         except (ItanniXError, TimeoutError) as err:
             LOGGER.warning("The assistant could not listen: %s", err)
             async_note_failure(self.hass, self.entry, err)
-            return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
-        # Nothing heard is an empty success: the pipeline reports "no text recognized".
-        return stt.SpeechResult(transcript, stt.SpeechResultState.SUCCESS)
+            yield stt.SpeechResult(None, stt.SpeechResultState.ERROR)

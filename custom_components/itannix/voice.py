@@ -16,9 +16,9 @@ text-to-speech as three stages. Here they are one realtime turn, owned by a
     ends FAILED when the conversation stage fails: its error text is then synthesized
     by the REST voice instead of the reply's own voice playing.
 
-The STT entity streams the satellite's audio into the conversation's session and returns
-what the service heard (``async_listen``); the conversation entity claims the turn and
-streams its reply (``async_speak_reply``); the TTS entity asks the turn what to play
+The STT entity streams the satellite's audio into the conversation's session and yields
+what the service heard (``async_listen_with_progress``: the transcript as it grows,
+then the final one); the conversation entity claims the turn and streams its reply (``async_speak_reply``); the TTS entity asks the turn what to play
 (``tts_stream``: the reply's own voice, or nothing, and then the text is synthesized).
 The stages find their turn through a context variable: a pipeline runs all its stages in
 one task (and the TTS task is created from it), so two satellites talking at once never
@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from contextlib import aclosing
 from contextvars import ContextVar
+from dataclasses import dataclass
 from enum import StrEnum
 import json
 import struct
@@ -406,54 +408,70 @@ async def _async_start(
     return VoiceTurn(hass, entry, live, turn)
 
 
-async def _async_hear(voice: VoiceTurn, feeder: asyncio.Task[None]) -> str | None:
-    """Wait for what the service heard (the transcript may follow the reply)."""
-    heard = asyncio.ensure_future(voice.turn.transcript())
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What the service understood, once it is final (None: nothing understood)."""
+
+    text: str | None
+
+
+async def _async_hear(
+    voice: VoiceTurn, feeder: asyncio.Task[None]
+) -> AsyncGenerator[str | Heard]:
+    """Yield the transcript so far as it grows, then what the service heard.
+
+    The transcript may follow the reply. Once the satellite stops sending, the service
+    still needs to hear the trailing silence that ends the utterance: it is given
+    ``SPEECH_TIMEOUT`` more.
+    """
+    turn = voice.turn
+    heard = asyncio.ensure_future(turn.transcript())
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None
+    shown = ""
     try:
-        await asyncio.wait((heard, feeder), return_when=asyncio.FIRST_COMPLETED)
-        if not heard.done():
-            # The satellite stopped sending; the service still needs to hear the
-            # trailing silence that ends the utterance.
-            await asyncio.wait((heard,), timeout=SPEECH_TIMEOUT)
-        if not heard.done():
-            return None
+        while not heard.done():
+            if deadline is None and feeder.done():
+                deadline = loop.time() + SPEECH_TIMEOUT
+            changed = asyncio.ensure_future(turn.transcript_changed.wait())
+            waiting = {heard, changed} if feeder.done() else {heard, changed, feeder}
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                done, _ = await asyncio.wait(
+                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                changed.cancel()
+            if not done:
+                yield Heard(None)
+                return
+            turn.transcript_changed.clear()
+            if not heard.done() and turn.partial_transcript not in ("", shown):
+                shown = turn.partial_transcript
+                yield shown
         try:
-            return heard.result()
+            yield Heard(heard.result())
         except TranscriptionError as err:
             LOGGER.debug("The service could not transcribe the speech: %s", err)
-            return None
+            yield Heard(None)
     finally:
         heard.cancel()
 
 
-async def async_listen(
+async def async_listen_with_progress(
     hass: HomeAssistant,
     entry: ItanniXConfigEntry,
     language: str,
     stream: AsyncIterable[bytes],
-) -> str:
-    """Stream the user's speech into the conversation's session; return the transcript.
+) -> AsyncGenerator[str | Heard]:
+    """Stream the user's speech into the conversation's session.
 
-    Empty when the service heard nothing. The turn stays current for the pipeline's
-    conversation and TTS stages. A session that drops before answering is replaced
-    once, and told again what the user said.
+    Yields the transcript so far while the service transcribes, then one ``Heard``:
+    the transcript, empty when the service heard nothing. Iterate it in the pipeline's
+    task: the turn stays current there for the conversation and TTS stages. A session
+    that drops before answering is replaced once, and told again what the user said.
     """
-    session = chat_session.current_session.get()
-    key = session.conversation_id if session is not None else ulid_now()
-    chat_log = stored_chat_log(hass, key)
-    llm_context = llm.LLMContext(
-        platform=DOMAIN,
-        context=None,
-        language=language,
-        assistant=conversation.DOMAIN,
-        device_id=None,
-    )
-    prompt = await async_spoken_turn_prompt(
-        hass,
-        entry,
-        llm_context,
-        getattr(chat_log, "extra_system_prompt", None),
-    )
+    key, prompt, chat_log = await _async_turn_context(hass, entry, language)
     microphone = _Microphone()
     voice = await _async_start(hass, entry, key, prompt, chat_log)
     microphone.switch(voice.turn)
@@ -465,10 +483,16 @@ async def async_listen(
             microphone.feed(chunk)
 
     feeder = hass.async_create_task(feed(), f"{DOMAIN} microphone", eager_start=True)
+    transcript: str | None = None
     try:
         for attempt in range(2):
             try:
-                transcript = await _async_hear(voice, feeder)
+                async with aclosing(_async_hear(voice, feeder)) as hearing:
+                    async for result in hearing:
+                        if not isinstance(result, Heard):
+                            yield result
+                        else:
+                            transcript = result.text
                 break
             except CannotConnectError:
                 if attempt or voice.turn.responses or not microphone.complete:
@@ -485,6 +509,36 @@ async def async_listen(
     finally:
         feeder.cancel()
         await asyncio.gather(feeder, return_exceptions=True)
+    yield Heard(_heard(voice, transcript, run))
+
+
+async def _async_turn_context(
+    hass: HomeAssistant, entry: ItanniXConfigEntry, language: str
+) -> tuple[str, TurnPrompt, conversation.ChatLog | None]:
+    """The conversation's key, this turn's prompt and the chat log so far."""
+    session = chat_session.current_session.get()
+    key = session.conversation_id if session is not None else ulid_now()
+    chat_log = stored_chat_log(hass, key)
+    llm_context = llm.LLMContext(
+        platform=DOMAIN,
+        context=None,
+        language=language,
+        assistant=conversation.DOMAIN,
+        device_id=None,
+    )
+    prompt = await async_spoken_turn_prompt(
+        hass,
+        entry,
+        llm_context,
+        getattr(chat_log, "extra_system_prompt", None),
+    )
+    return key, prompt, chat_log
+
+
+def _heard(
+    voice: VoiceTurn, transcript: str | None, run: asyncio.Task[Any] | None
+) -> str:
+    """End listening: the turn goes on to the conversation stage, or is abandoned."""
     if not transcript and voice.turn.responses:
         # The assistant answered what it heard; only the transcript is missing.
         transcript = UNTRANSCRIBED

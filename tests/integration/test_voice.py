@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import itertools
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from homeassistant.components import assist_pipeline
+from homeassistant.components import assist_pipeline, stt
 from homeassistant.components.assist_pipeline import PipelineEventType
 from homeassistant.components.conversation.chat_log import async_subscribe_chat_logs
 from homeassistant.config_entries import ConfigEntry
@@ -28,7 +30,12 @@ from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 from tests.emulator.voice import Synthesizer
 
 from .helpers import until
-from .satellite import RecordingPlayer, VoiceSatellite, async_setup_satellites
+from .satellite import (
+    RecordingPlayer,
+    VoiceSatellite,
+    async_setup_satellites,
+    microphone,
+)
 
 AGENT = "conversation.itannix_assistant"
 
@@ -821,3 +828,54 @@ async def test_a_failure_before_listening_leaves_no_session_behind(
     for item in live:
         assert item is not None
         assert item._cancel_idle is not None
+
+
+@pytest.mark.skipif(
+    not hasattr(stt, "PartialSpeechResult"),
+    reason="partial STT results exist from Home Assistant 2026.11",
+)
+async def test_the_transcript_grows_as_the_service_transcribes(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    tmp_path: Path,
+) -> None:
+    """A consumer of partial results sees the words arrive, then the final text."""
+    emulator.behaviour.transcription_deltas = True
+    emulator.assistant().add_turn(
+        Turn(transcript="turn on the kitchen light", reply="Done.")
+    )
+    entity = stt.async_get_speech_to_text_entity(hass, "stt.itannix_speech_to_text")
+    assert entity is not None
+    metadata = stt.SpeechMetadata(
+        language="en",
+        format=stt.AudioFormats.WAV,
+        codec=stt.AudioCodecs.PCM,
+        bit_rate=stt.AudioBitRates.BITRATE_16,
+        sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+        channel=stt.AudioChannels.CHANNEL_MONO,
+    )
+    pcm = utterance("Turn on the kitchen light.", tmp_path)
+
+    async def run() -> list[Any]:
+        # In a task of its own, as a pipeline run is.
+        return [
+            result
+            async for result in entity.internal_async_process_audio_stream_with_progress(
+                metadata, microphone(pcm)
+            )
+        ]
+
+    results = await hass.async_create_task(run())
+
+    *partials, final = results
+    assert final == stt.SpeechResult(
+        "turn on the kitchen light", stt.SpeechResultState.SUCCESS
+    )
+    texts = [partial.text for partial in partials]
+    assert all(isinstance(p, stt.PartialSpeechResult) for p in partials)
+    # Word by word, each the whole transcript so far.
+    assert len(texts) >= 2, texts
+    assert texts == sorted(texts, key=len)
+    assert all(b.startswith(a) for a, b in itertools.pairwise(texts))
+    assert "turn on the kitchen light".startswith(texts[-1])

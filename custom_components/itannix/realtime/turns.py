@@ -193,6 +193,8 @@ class AudioTurn(Turn):
         # The conversation items of what the user said in this turn.
         self.input_items: set[str] = set()
         self.partial_transcript = ""
+        # Set whenever the transcript grows or becomes final; cleared by the reader.
+        self.transcript_changed = asyncio.Event()
         self._transcript: str | None = None
         self._transcription_error: TranscriptionError | None = None
         self._heard = asyncio.Event()
@@ -218,14 +220,16 @@ class AudioTurn(Turn):
 
     def on_transcript_delta(self, delta: str) -> None:
         """Part of what the user said (from the session)."""
-        if self._transcript is None:
+        if self._transcript is None and delta:
             self.partial_transcript += delta
+            self.transcript_changed.set()
 
     def set_transcript(self, transcript: str) -> None:
         """What the service understood the user said (from the session)."""
         if self._transcript is None:
             self._transcript = transcript
             self.partial_transcript = transcript
+            self.transcript_changed.set()
         self._heard.set()
 
     def transcription_failed(self, error: TranscriptionError) -> None:
