@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from homeassistant.components import assist_pipeline, stt
+from homeassistant.components import assist_pipeline, conversation, stt
 from homeassistant.components.assist_pipeline import PipelineEventType
 from homeassistant.components.conversation.chat_log import async_subscribe_chat_logs
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Context, HomeAssistant
 from homeassistant.core_config import async_process_ha_core_config
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.setup import async_setup_component
@@ -879,3 +879,52 @@ async def test_the_transcript_grows_as_the_service_transcribes(
     assert texts == sorted(texts, key=len)
     assert all(b.startswith(a) for a, b in itertools.pairwise(texts))
     assert "turn on the kitchen light".startswith(texts[-1])
+
+
+async def test_a_typed_turn_during_a_spoken_reply_leaves_it_whole(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """Typing into the conversation a satellite is answering keeps both replies apart.
+
+    The typed turn is new input, as a barge-in is: answered on the conversation's
+    session after the spoken reply's text, which stays whole.
+    """
+    story = "Once upon a time, " * 12
+    emulator.assistant().add_turn(Turn(transcript="tell me a story", reply=story))
+    emulator.assistant().add_turn(Turn(transcript="what time is it", reply="Noon."))
+    spoken = hass.async_create_task(
+        kitchen.talk(utterance("Tell me a story.", tmp_path))
+    )
+
+    def replying() -> bool:
+        sessions = voice_sessions(emulator)
+        return (
+            bool(sessions)
+            and any(
+                e["type"] == "output_audio_buffer.started"
+                for e in sessions[0].sent_events
+            )
+            and any(e.type is PipelineEventType.INTENT_START for e in kitchen.events)
+        )
+
+    await until(replying)
+    conversation_id = kitchen.event_data(PipelineEventType.INTENT_START)[
+        "conversation_id"
+    ]
+    # Home Assistant 2026.11 refuses it while the spoken turn still holds the chat log
+    # (``ConversationBusyError``); otherwise it is answered, on its own.
+    busy = getattr(conversation, "ConversationBusyError", ())
+    try:
+        typed = await conversation.async_converse(
+            hass, "what time is it", conversation_id, Context(), agent_id=AGENT
+        )
+    except busy:
+        pass
+    else:
+        assert typed.response.speech["plain"]["speech"] == "Noon."
+    await spoken
+    # The spoken reply's text is whole, nothing of the typed one in it.
+    assert kitchen.reply() == story.strip()
