@@ -27,6 +27,7 @@ import array
 import asyncio
 from collections.abc import Awaitable, Callable
 import contextlib
+import json
 import math
 import os
 from pathlib import Path
@@ -309,13 +310,22 @@ def _loud_seconds(path: Path) -> tuple[float, float]:
     return seconds, math.sqrt(sum(x * x for x in samples) / max(1, len(samples)))
 
 
+def write_wav(path: Path, pcm: bytes) -> None:
+    """16 kHz mono 16-bit PCM as a WAV file (what the satellite's microphone takes)."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes(pcm)
+
+
 async def wyoming_satellite(
     http: aiohttp.ClientSession, auth: dict[str, str], directory: Path, *, run: bool
 ) -> None:
     """Speech into the real satellite's microphone; its reply on its speaker."""
     if not run:
         return
-    from _satellite import decode, say, write_wav  # noqa: PLC0415 - imports this
+    from _satellite import decode, say  # noqa: PLC0415 - imports this
 
     await service(
         http,
@@ -357,6 +367,72 @@ async def wyoming_satellite(
     )
     heard = await playback(before, "the Wyoming satellite to announce")
     step(f"itannix.start_conversation on {SATELLITE} -> {heard}")
+    await relayed_reply(http, auth, directory, pcm)
+
+
+async def relayed_reply(
+    http: aiohttp.ClientSession, auth: dict[str, str], directory: Path, pcm: bytes
+) -> None:
+    """With the Dev speaker in the options, a spoken reply plays there instead.
+
+    A scripted spoken turn whose reply is long enough (over 60 characters) that Home
+    Assistant streams it rather than serving a cached recording.
+    """
+    turns_file = directory.parent / "turns.json"
+    turns = json.loads(turns_file.read_text(encoding="utf-8"))
+    reply = (
+        "This reply is long enough to be streamed live, so the Dev speaker plays it."
+    )
+    turns_file.write_text(
+        json.dumps([{"reply": reply}, *turns], indent=2), encoding="utf-8"
+    )
+    async with http.get(
+        "/api/config/config_entries/entry?domain=itannix", headers=auth
+    ) as resp:
+        entry_id = (await resp.json())[0]["entry_id"]
+    async with http.post(
+        "/api/config/config_entries/options/flow",
+        headers=auth,
+        json={"handler": entry_id},
+    ) as resp:
+        flow = await resp.json()
+    async with http.post(
+        f"/api/config/config_entries/options/flow/{flow['flow_id']}",
+        headers=auth,
+        json={"llm_hass_api": ["assist"], "media_player": PLAYER},
+    ) as resp:
+        if (await resp.json()).get("type") != "create_entry":
+            raise CheckFailedError("the options did not take the Dev speaker")
+
+    async def attributes() -> dict[str, Any] | None:
+        async with http.get(f"/api/states/{PLAYER}", headers=auth) as resp:
+            return dict((await resp.json())["attributes"])
+
+    async def loaded() -> bool | None:
+        async with http.get(f"/api/states/{AGENT}", headers=auth) as resp:
+            return True if resp.status == 200 else None
+
+    await poll("the entry to reload with the new options", loaded, STEP_TIMEOUT)
+    before = await attributes()
+    assert before is not None
+    mic = directory / "say"
+    write_wav(mic / "relay.wav.partial", pcm)
+    (mic / "relay.wav.partial").rename(mic / "relay.wav")
+
+    async def played() -> dict[str, Any] | None:
+        now = await attributes()
+        return now if now and now["plays"] > before["plays"] else None
+
+    now = await poll(f"{PLAYER} to play the relayed reply", played, STEP_TIMEOUT)
+    if "/api/itannix/audio/" not in str(now["last_media"]) or now["last_bytes"] < 20000:
+        raise CheckFailedError(
+            f"{PLAYER} played {now['last_media']} ({now['last_bytes']} bytes), "
+            "not the relayed reply"
+        )
+    step(
+        f"with {PLAYER} in the options, a spoken reply on the Wyoming satellite played "
+        f"there: {now['last_bytes']} bytes from the relay"
+    )
 
 
 async def reauth_flows(http: aiohttp.ClientSession, token: str) -> list[dict[str, Any]]:

@@ -126,6 +126,16 @@ class Shots {
 
 async function configFlow(page, shots) {
   await page.goto(`${HA_URL}/config/integrations/dashboard`);
+  await page.getByRole("button", { name: /add integration/i }).waitFor();
+  // Home Assistant run as `hass` (a "Core" installation) raises a repair about that
+  // installation method; it is not the integration's, so it stays out of the pictures.
+  await callWS(page, {
+    type: "repairs/ignore_issue",
+    domain: "homeassistant",
+    issue_id: "deprecated_method",
+    ignore: true,
+  }).catch(() => {});
+  await page.reload();
   await page.getByRole("button", { name: /add integration/i }).click();
   await page.getByPlaceholder(/search for a brand name/i).fill("ItanniX");
   await page.getByText("ItanniX Realtime", { exact: true }).first().click();
