@@ -1,13 +1,19 @@
 """Drive a running scripts/develop like a developer would (run inside the latest lane).
 
     python scripts/_develop_check.py CONFIG_DIR DEVELOP_PID [--port N] [--emulator-port M]
+        [--satellite]
 
 Logs in as dev / dev through the auth API, adds the ItanniX integration through the
 config flow REST API with the emulator's URL and workspace key, types "hello" to
 the ItanniX Assistant, types the two turns of the example turns file (a dashboard
 function the example automation answers, and set_device_volume), and says "hello" to
 it through scripts/_satellite.py (a simulated voice satellite running the "ItanniX"
-Assist pipeline). Then reauthentication end to end: the emulator's admin endpoint
+Assist pipeline). Then the development media player: itannix.start_conversation on it
+must make it download the line from Home Assistant's internal URL. With --satellite
+(scripts/develop --satellite), the real Wyoming satellite: its assistant set to the
+ItanniX pipeline, speech put in its microphone must come back as the assistant's voice
+on its speaker, and itannix.start_conversation must make it play the line. Then
+reauthentication end to end: the emulator's admin endpoint
 resets the enrollment, another device takes the Client ID, the next conversation is
 refused and Home Assistant starts the reauth flow, which succeeds once the enrollment
 is reset again. Exits non-zero at the first step that does not do what a user would
@@ -21,11 +27,13 @@ import array
 import asyncio
 from collections.abc import Awaitable, Callable
 import contextlib
+import json
 import math
 import os
 from pathlib import Path
 import secrets
 import sys
+import tempfile
 import time
 from typing import Any
 import wave
@@ -37,6 +45,9 @@ import aiohttp
 HA_URL = "http://127.0.0.1:8123"
 CLIENT_ID = "http://localhost:8123/"
 AGENT = "conversation.itannix_assistant"
+PLAYER = "media_player.dev_speaker"
+SATELLITE = "assist_satellite.dev_satellite"
+SATELLITE_PIPELINE = "select.dev_satellite_assistant"
 START_TIMEOUT = 600.0
 STEP_TIMEOUT = 120.0
 
@@ -106,7 +117,9 @@ async def login(http: aiohttp.ClientSession) -> str:
     return token
 
 
-async def check(config_dir: Path, ha_url: str, emulator_url: str) -> None:
+async def check(
+    config_dir: Path, ha_url: str, emulator_url: str, *, satellite: bool
+) -> None:
     """Run every step; raise CheckFailedError on the first that fails."""
     timeout = aiohttp.ClientTimeout(total=STEP_TIMEOUT)
     async with aiohttp.ClientSession(ha_url, timeout=timeout) as http:
@@ -177,6 +190,8 @@ async def check(config_dir: Path, ha_url: str, emulator_url: str) -> None:
             http, auth, "set the volume to 30", expect="This is a typed conversation"
         )
         await speak(config_dir, "hello", ha_url)
+        await media_player(http, auth, ha_url)
+        await wyoming_satellite(http, auth, config_dir / "satellite", run=satellite)
         await reauthenticate(http, auth, emulator_url, key, client_id)
 
         # A restart from the UI must bring Home Assistant back, entry and all.
@@ -229,6 +244,195 @@ async def converse(
         raise CheckFailedError(f"unexpected conversation answer: {answer}")
     step(f'"{text}" to {AGENT} -> "{reply}"')
     return answer
+
+
+async def service(
+    http: aiohttp.ClientSession, auth: dict[str, str], name: str, data: dict[str, Any]
+) -> None:
+    """Call an action; it must succeed."""
+    async with http.post(f"/api/services/{name}", headers=auth, json=data) as resp:
+        if resp.status != 200:
+            raise CheckFailedError(f"{name} failed: {resp.status} {await resp.text()}")
+
+
+async def media_player(
+    http: aiohttp.ClientSession, auth: dict[str, str], ha_url: str
+) -> None:
+    """The assistant speaks first on the dev speaker, which fetches the line.
+
+    From Home Assistant's internal URL: this instance on loopback, not the LAN address.
+    """
+
+    async def attributes() -> dict[str, Any] | None:
+        async with http.get(f"/api/states/{PLAYER}", headers=auth) as resp:
+            if resp.status != 200:
+                raise CheckFailedError(f"{PLAYER} is missing")
+            return dict((await resp.json())["attributes"])
+
+    before = await attributes()
+    assert before is not None
+    await service(
+        http,
+        auth,
+        "itannix/start_conversation",
+        {"entity_id": PLAYER, "message": "The dinner is ready."},
+    )
+
+    async def played() -> dict[str, Any] | None:
+        now = await attributes()
+        return now if now and now["plays"] > before["plays"] else None
+
+    now = await poll(f"{PLAYER} to play the line", played, STEP_TIMEOUT)
+    if not str(now["last_media"]).startswith(f"{ha_url}/"):
+        raise CheckFailedError(f"{PLAYER} was handed {now['last_media']}")
+    # ItanniX text-to-speech of the emulator: a few kilobytes of MP3 at least.
+    if now["last_bytes"] < 1000:
+        raise CheckFailedError(f"{PLAYER} fetched only {now['last_bytes']} bytes")
+    step(
+        f"itannix.start_conversation on {PLAYER}: it fetched {now['last_bytes']} "
+        f"bytes from {now['last_media'].split('/api/')[0]}"
+    )
+
+
+def _played(directory: Path) -> int:
+    """How many playbacks the Wyoming satellite's speaker logged."""
+    try:
+        return len((directory / "played.log").read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def _loud_seconds(path: Path) -> tuple[float, float]:
+    """Length and RMS of a WAV file."""
+    with wave.open(str(path), "rb") as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+        samples = array.array("h", wav.readframes(wav.getnframes()))
+    return seconds, math.sqrt(sum(x * x for x in samples) / max(1, len(samples)))
+
+
+def write_wav(path: Path, pcm: bytes) -> None:
+    """16 kHz mono 16-bit PCM as a WAV file (what the satellite's microphone takes)."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes(pcm)
+
+
+async def wyoming_satellite(
+    http: aiohttp.ClientSession, auth: dict[str, str], directory: Path, *, run: bool
+) -> None:
+    """Speech into the real satellite's microphone; its reply on its speaker."""
+    if not run:
+        return
+    from _satellite import decode, say  # noqa: PLC0415 - imports this
+
+    await service(
+        http,
+        auth,
+        "select/select_option",
+        {"entity_id": SATELLITE_PIPELINE, "option": "ItanniX"},
+    )
+
+    async def playback(before: int, what: str) -> str:
+        async def grew() -> bool | None:
+            return True if _played(directory) > before else None
+
+        await poll(what, grew, STEP_TIMEOUT)
+        seconds, loudness = _loud_seconds(directory / "played.wav")
+        if seconds < 0.5 or loudness < 300:
+            raise CheckFailedError(
+                f"{what}: not the assistant's voice ({seconds:.1f} s, RMS {loudness:.0f})"
+            )
+        return f"{seconds:.1f} s of the assistant's voice"
+
+    before = _played(directory)
+    mic = directory / "say"
+    with tempfile.TemporaryDirectory() as tmp:
+        pcm = decode(say("hello", Path(tmp)))
+    # Whole or not at all: the microphone takes *.wav files only.
+    write_wav(mic / "check.wav.partial", pcm)
+    (mic / "check.wav.partial").rename(mic / "check.wav")
+    heard = await playback(before, "the Wyoming satellite to play the reply")
+    step(
+        f'said "hello" into the Wyoming satellite\'s microphone -> {heard} on its speaker'
+    )
+
+    before = _played(directory)
+    await service(
+        http,
+        auth,
+        "itannix/start_conversation",
+        {"entity_id": SATELLITE, "message": "The dinner is ready."},
+    )
+    heard = await playback(before, "the Wyoming satellite to announce")
+    step(f"itannix.start_conversation on {SATELLITE} -> {heard}")
+    await relayed_reply(http, auth, directory, pcm)
+
+
+async def relayed_reply(
+    http: aiohttp.ClientSession, auth: dict[str, str], directory: Path, pcm: bytes
+) -> None:
+    """With the Dev speaker in the options, a spoken reply plays there instead.
+
+    A scripted spoken turn whose reply is long enough (over 60 characters) that Home
+    Assistant streams it rather than serving a cached recording.
+    """
+    turns_file = directory.parent / "turns.json"
+    turns = json.loads(turns_file.read_text(encoding="utf-8"))
+    reply = (
+        "This reply is long enough to be streamed live, so the Dev speaker plays it."
+    )
+    turns_file.write_text(
+        json.dumps([{"reply": reply}, *turns], indent=2), encoding="utf-8"
+    )
+    async with http.get(
+        "/api/config/config_entries/entry?domain=itannix", headers=auth
+    ) as resp:
+        entry_id = (await resp.json())[0]["entry_id"]
+    async with http.post(
+        "/api/config/config_entries/options/flow",
+        headers=auth,
+        json={"handler": entry_id},
+    ) as resp:
+        flow = await resp.json()
+    async with http.post(
+        f"/api/config/config_entries/options/flow/{flow['flow_id']}",
+        headers=auth,
+        json={"llm_hass_api": ["assist"], "media_player": PLAYER},
+    ) as resp:
+        if (await resp.json()).get("type") != "create_entry":
+            raise CheckFailedError("the options did not take the Dev speaker")
+
+    async def attributes() -> dict[str, Any] | None:
+        async with http.get(f"/api/states/{PLAYER}", headers=auth) as resp:
+            return dict((await resp.json())["attributes"])
+
+    async def loaded() -> bool | None:
+        async with http.get(f"/api/states/{AGENT}", headers=auth) as resp:
+            return True if resp.status == 200 else None
+
+    await poll("the entry to reload with the new options", loaded, STEP_TIMEOUT)
+    before = await attributes()
+    assert before is not None
+    mic = directory / "say"
+    write_wav(mic / "relay.wav.partial", pcm)
+    (mic / "relay.wav.partial").rename(mic / "relay.wav")
+
+    async def played() -> dict[str, Any] | None:
+        now = await attributes()
+        return now if now and now["plays"] > before["plays"] else None
+
+    now = await poll(f"{PLAYER} to play the relayed reply", played, STEP_TIMEOUT)
+    if "/api/itannix/audio/" not in str(now["last_media"]) or now["last_bytes"] < 20000:
+        raise CheckFailedError(
+            f"{PLAYER} played {now['last_media']} ({now['last_bytes']} bytes), "
+            "not the relayed reply"
+        )
+    step(
+        f"with {PLAYER} in the options, a spoken reply on the Wyoming satellite played "
+        f"there: {now['last_bytes']} bytes from the relay"
+    )
 
 
 async def reauth_flows(http: aiohttp.ClientSession, token: str) -> list[dict[str, Any]]:
@@ -361,12 +565,15 @@ def main() -> None:
     parser.add_argument("develop_pid", type=int)
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--emulator-port", type=int, default=8765)
+    parser.add_argument("--satellite", action="store_true")
     args = parser.parse_args()
     develop_pid = args.develop_pid
     ha_url = f"http://127.0.0.1:{args.port}"
     emulator_url = f"http://127.0.0.1:{args.emulator_port}"
     try:
-        asyncio.run(check(args.config_dir, ha_url, emulator_url))
+        asyncio.run(
+            check(args.config_dir, ha_url, emulator_url, satellite=args.satellite)
+        )
     except CheckFailedError as err:
         step(f"FAILED: {err}")
         sys.exit(1)

@@ -1,11 +1,15 @@
 """Prepare the development config directory (run inside the latest lane).
 
     python scripts/_develop_config.py CONFIG_DIR --port PORT --emulator-port PORT \
-        --instance TOKEN --user NAME --password PW [--example-turns]
+        --instance TOKEN --user NAME --password PW [--example-turns] \
+        [--satellite-port PORT]
 
 Copies the template (scripts/develop_config/) over it, links the integration from the
 checkout, keeps a workspace key for the emulator, keeps the web server on loopback at
-PORT, points ItanniX entries made against an earlier emulator port at this one, and on
+PORT (and its internal URL, where media players fetch from, at http://127.0.0.1:PORT),
+points ItanniX entries made against an earlier emulator port at this one, enables the
+Wyoming entry of the development satellite at --satellite-port (disables it when the
+satellite is not started, so Home Assistant does not retry a missing one), and on
 the first run creates the login and marks onboarding done, so the developer lands on
 the dashboard. It adds to the copied configuration.yaml (not to the template) the
 sensor that holds TOKEN, new on every start, which scripts/develop's readiness check
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import redirect_stdout
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -45,6 +50,20 @@ INSTANCE_SENSOR_NAME = "ItanniX develop instance"
 ENTRIES_STORE = "core.config_entries"
 # Server URLs of entries made against the emulator (any port): the ones to follow it.
 _EMULATOR_URL = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\]):\d+$")
+# The template's internal URL; the copy gets this start's port.
+_INTERNAL_URL = re.compile(
+    r"^([ \t]+internal_url:[ \t]*)http://127\.0\.0\.1:\d+[ \t]*$", re.M
+)
+# The Wyoming entry of the development satellite (scripts/develop --satellite).
+SATELLITE_HOST = "127.0.0.1"
+
+# Home Assistant's Assist API names its intent tools "intent__HassTurnOn" since 2026.11
+# (each integration's tools carry its domain), "HassTurnOn" before.
+TURN_ON_TOOL = (
+    "intent__HassTurnOn"
+    if importlib.util.find_spec("homeassistant.components.intent.llm")
+    else "HassTurnOn"
+)
 
 # The example turns: typed, so spoken turns still get the emulator's default answer.
 # The first calls a dashboard function the example automation answers, the second a
@@ -63,6 +82,16 @@ EXAMPLE_TURNS = [
             {"name": "set_device_volume", "arguments": {"volume_level": 30}}
         ],
         "reply_after_tools": "The device function answered: {set_device_volume}",
+    },
+    {
+        # A tool of Home Assistant's Assist API (offered when the entry controls Home
+        # Assistant, the default): the light really turns on.
+        "user_text": "turn on the kitchen light",
+        "reply": "Turning on the kitchen light.",
+        "function_calls": [
+            {"name": TURN_ON_TOOL, "arguments": {"name": "Kitchen light"}}
+        ],
+        "reply_after_tools": "The kitchen light is on.",
     },
 ]
 
@@ -214,6 +243,50 @@ def _add_to_configuration(config_dir: Path, instance: str) -> None:
     path.write_text(text.rstrip("\n") + "\n" + "\n".join(parts), encoding="utf-8")
 
 
+def _set_internal_url(config_dir: Path, port: int) -> None:
+    """Media players fetch relayed replies from here: loopback, this start's port."""
+    path = config_dir / "configuration.yaml"
+    text = path.read_text(encoding="utf-8")
+    text, count = _INTERNAL_URL.subn(rf"\g<1>http://127.0.0.1:{port}", text)
+    if count != 1:
+        sys.exit("configuration.yaml: expected one 'internal_url: http://127.0.0.1:N'")
+    path.write_text(text, encoding="utf-8")
+
+
+def _satellite_entries(config_dir: Path, port: int | None) -> None:
+    """Enable the development satellite's Wyoming entry when it runs, else disable it.
+
+    Only Wyoming entries on 127.0.0.1 (made by scripts/develop --satellite); one on
+    another host is left alone. Home Assistant is not running here.
+    """
+    path = config_dir / ".storage" / ENTRIES_STORE
+    if not path.is_file():
+        return
+    document = json.loads(path.read_text(encoding="utf-8"))
+    changed = False
+    for entry in document.get("data", {}).get("entries", []):
+        data = entry.get("data") or {}
+        if entry.get("domain") != "wyoming" or data.get("host") != SATELLITE_HOST:
+            continue
+        if port is None:
+            if entry.get("disabled_by") is None:
+                entry["disabled_by"] = "user"
+                changed = True
+            continue
+        if entry.get("disabled_by") == "user" or data.get("port") != port:
+            entry["disabled_by"] = None
+            data["port"] = port
+            changed = True
+    if changed:
+        _write_store(
+            path,
+            ENTRIES_STORE,
+            document["version"],
+            document.get("minor_version", 1),
+            document["data"],
+        )
+
+
 def _write_once(path: Path, text: str) -> None:
     """An example for the developer to edit: never overwritten."""
     if not path.exists():
@@ -267,6 +340,7 @@ def main() -> None:
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--example-turns", action="store_true")
+    parser.add_argument("--satellite-port", type=int)
     args = parser.parse_args()
     # A letter first: a template state of digits alone would be read as a number.
     if not re.fullmatch(r"[a-z][a-z0-9-]{15,63}", args.instance):
@@ -275,6 +349,7 @@ def main() -> None:
     config_dir.mkdir(parents=True, exist_ok=True)
     _copy_template(config_dir)
     _add_to_configuration(config_dir, args.instance)
+    _set_internal_url(config_dir, args.port)
     _write_once(config_dir / AUTOMATIONS_FILE, EXAMPLE_AUTOMATIONS)
     if args.example_turns:
         _write_once(config_dir / TURNS_FILE, json.dumps(EXAMPLE_TURNS, indent=2) + "\n")
@@ -283,6 +358,7 @@ def main() -> None:
     _onboard(config_dir, args.user, args.password)
     _http_on_loopback(config_dir, args.port)
     _follow_emulator(config_dir, f"http://127.0.0.1:{args.emulator_port}")
+    _satellite_entries(config_dir, args.satellite_port)
     print(key)
 
 

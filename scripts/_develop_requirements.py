@@ -1,17 +1,20 @@
 """Install what the development Home Assistant loads (run inside the latest lane).
 
-    python scripts/_develop_requirements.py CONFIG_DIR
+    python scripts/_develop_requirements.py CONFIG_DIR [--also DOMAIN ...]
 
 Home Assistant runs with --skip-pip under scripts/develop, so every requirement must
 be in place beforehand. This resolves them the way Home Assistant's bootstrap does: the
 domains in configuration.yaml, the integrations it always sets up, the custom
-integrations in the config directory, then their dependencies and after-dependencies,
+integrations in the config directory, the domains of its config entries, those given
+with --also (a config flow scripts/develop runs itself, like the satellite's Wyoming
+one), then their dependencies and after-dependencies,
 and installs their requirements under Home Assistant's own package constraints. A
 marker in the venv records what was installed, so an unchanged set costs no pip call.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 import subprocess
@@ -37,6 +40,15 @@ def _manifests(config_dir: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _entry_domains(config_dir: Path) -> set[str]:
+    """The domains of the config entries Home Assistant will set up."""
+    path = config_dir / ".storage" / "core.config_entries"
+    if not path.is_file():
+        return set()
+    entries = json.loads(path.read_text(encoding="utf-8"))["data"]["entries"]
+    return {entry["domain"] for entry in entries if entry.get("disabled_by") is None}
+
+
 def _start_domains(config_dir: Path, custom: set[str]) -> set[str]:
     """The domains bootstrap sets up or resolves for this configuration."""
     config = load_yaml(config_dir / "configuration.yaml") or {}
@@ -49,17 +61,18 @@ def _start_domains(config_dir: Path, custom: set[str]) -> set[str]:
         *BASE_PLATFORMS,
         # Config entries of custom integrations (ours) are set up too.
         *custom,
+        *_entry_domains(config_dir),
     }
 
 
-def resolve(config_dir: Path) -> list[str]:
+def resolve(config_dir: Path, also: list[str]) -> list[str]:
     """Requirements of the start domains and of everything they depend on."""
     manifests = _manifests(config_dir)
     custom = {
         path.parent.name
         for path in (config_dir / "custom_components").glob("*/manifest.json")
     }
-    todo = list(_start_domains(config_dir, custom))
+    todo = [*_start_domains(config_dir, custom), *also]
     seen: set[str] = set()
     requirements: set[str] = set()
     while todo:
@@ -77,8 +90,11 @@ def resolve(config_dir: Path) -> list[str]:
 
 def main() -> None:
     """Install the resolved requirements unless the marker says they are there."""
-    config_dir = Path(sys.argv[1])
-    wanted = "\n".join(resolve(config_dir)) + "\n"
+    parser = argparse.ArgumentParser(prog="scripts/_develop_requirements.py")
+    parser.add_argument("config_dir", type=Path)
+    parser.add_argument("--also", nargs="*", default=[])
+    args = parser.parse_args()
+    wanted = "\n".join(resolve(args.config_dir, args.also)) + "\n"
     if MARKER.is_file() and MARKER.read_text(encoding="utf-8") == wanted:
         return
     print("==> installing what Home Assistant loads (frontend, ...)", file=sys.stderr)
