@@ -17,7 +17,7 @@ from homeassistant.components import conversation
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import llm
 
-from .compat import said_by_home_assistant
+from .compat import said_by_home_assistant, tool_result_data
 from .functions import CallContext, FunctionDispatcher
 from .prompt import TurnPrompt
 from .realtime import CannotConnectError, FunctionCall
@@ -150,7 +150,7 @@ class TurnStream:
         if isinstance(content, conversation.ToolResultContent):
             future = self._results.pop(content.tool_call_id, None)
             if future is not None and not future.done():
-                future.set_result(content.tool_result)
+                future.set_result(tool_result_data(content))
 
     def cancel_pending(self) -> None:
         """Stop waiting for tool results (the turn is over)."""

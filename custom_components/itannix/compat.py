@@ -6,6 +6,8 @@ the oldest supported release (2025.12) and the newest must both work.
 
 from __future__ import annotations
 
+from typing import Any
+
 from homeassistant.components import conversation
 from homeassistant.components.conversation import chat_log as ha_chat_log
 from homeassistant.core import HomeAssistant
@@ -51,3 +53,15 @@ def said_by_home_assistant(content: conversation.Content) -> bool:
         return False
     text = content.content or ""
     return text == _NO_RESPONSE or text.startswith(_ERROR_PREFIX)
+
+
+def tool_result_data(content: conversation.ToolResultContent) -> Any:
+    """The data a tool returned.
+
+    Home Assistant 2026.11 keeps an ``llm.ToolResult`` in ``result`` and deprecates
+    ``tool_result`` (removed in 2027.11); 2025.12 has only ``tool_result``.
+    """
+    result = getattr(content, "result", None)
+    if result is not None and hasattr(result, "data"):
+        return result.data
+    return content.tool_result

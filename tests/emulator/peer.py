@@ -510,6 +510,11 @@ class EmulatedSession:
         channel = self._channel
         if channel is None or channel.readyState != "open":
             return False
+        dtls = self._pc.sctp.transport if self._pc and self._pc.sctp else None
+        if dtls is not None and dtls.state != "connected":
+            # The network is gone (the peer has not noticed yet): aiortc would fail
+            # in a task nobody awaits. A real service drops the message too.
+            return False
         event = {"event_id": _new_id("event"), **event}
         channel.send(json.dumps(event))
         self.sent_events.append(event)

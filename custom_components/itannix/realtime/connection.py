@@ -20,7 +20,12 @@ from aiortc import (
 from .audio import MicrophoneTrack, SpeakerSink
 from .errors import CannotConnectError, ConnectFailure, ItanniXError, ProtocolError
 from .events import SESSION_UPDATE, Event
-from .guards import bound_gathering, candidate_types, contain_invalid_text
+from .guards import (
+    bound_gathering,
+    candidate_types,
+    contain_invalid_text,
+    transport_connected,
+)
 from .ice import GATHER_TIMEOUT, build_rtc_configuration, select_ice_servers
 from .logs import OnceLogger
 
@@ -443,6 +448,14 @@ class RealtimeConnection:
                 raise CannotConnectError("The data channel did not open") from None
         self._raise_if_closed()
         assert self._channel is not None
+        if not transport_connected(self._pc):
+            # aiortc would queue it and fail in a task nobody awaits: the network is
+            # gone, though the peer has not noticed yet.
+            error = CannotConnectError(
+                "The connection was lost", reason=ConnectFailure.DROPPED
+            )
+            self._mark_closed(error)
+            raise error
         try:
             self._channel.send(json.dumps(event))
         except Exception as err:

@@ -91,3 +91,16 @@ def contain_invalid_text(pc: RTCPeerConnection, on_invalid: Callable[[], None]) 
     guarded.itannix_guarded = True  # type: ignore[attr-defined]
     sctp._data_channel_receive = guarded  # type: ignore[union-attr,method-assign]  # noqa: SLF001
     return True
+
+
+def transport_connected(pc: RTCPeerConnection | None) -> bool:
+    """Whether the data channel's DTLS transport can still send.
+
+    A data channel stays "open" for a while after its transport died (the network
+    vanished, consent expired); what is sent then fails inside aiortc, in a task
+    nobody awaits. True when aiortc's internals are not where this looks.
+    """
+    sctp = getattr(pc, "sctp", None)
+    dtls = getattr(sctp, "transport", None)
+    state = getattr(dtls, "state", None)
+    return state is None or state == "connected"
