@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import contextlib
 import ipaddress
 import logging
+import random
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +92,11 @@ class Emulator:
         self.ga_names = ga_names
         self.faults = Faults()
         self.behaviour = behaviour if behaviour is not None else Behaviour()
-        # The network to each new session's peer (None: straight loopback).
+        # The network between the client and the service (None: straight loopback):
+        # each new session's media path goes through a relay that applies it, and
+        # every HTTP answer pays one round trip of it (read per request).
         self.network: NetworkProfile | None = None
+        self._network_rng = random.Random()
         self.sessions: list[EmulatedSession] = []
         self.requests: list[tuple[str, str, int]] = []
         self._store = EnrollmentStore(state_file)
@@ -138,7 +142,7 @@ class Emulator:
         if self._runner is not None:
             return
         restrict_ice_to_loopback()
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[self._network_middleware, self._middleware])
         app.router.add_post("/v1/realtime/sessions", self._create_session)
         app.router.add_post("/v1/realtime", self._exchange_sdp)
         app.router.add_get("/v1/app/voices", self._voices)
@@ -184,6 +188,24 @@ class Emulator:
         await self.stop()
 
     # -- HTTP plumbing -----------------------------------------------------------
+
+    @web.middleware
+    async def _network_middleware(
+        self, request: web.Request, handler: _Handler
+    ) -> web.StreamResponse:
+        """The request and its answer each cross the network one way.
+
+        TCP does not lose anything, it only takes time: half a round trip (plus
+        jitter) before the request is handled, the same again before the answer
+        leaves. A reused keep-alive connection is assumed (no handshake paid).
+        """
+        network = self.network
+        if network is None or request.path.startswith(ADMIN_PREFIX):
+            return await handler(request)
+        await self._wait(network.one_way_delay(self._network_rng))
+        response = await handler(request)
+        await self._wait(network.one_way_delay(self._network_rng))
+        return response
 
     @web.middleware
     async def _middleware(
