@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.network import NetworkProfile
+from tests.network import NetworkProfile, http_network
 
 from .auth import EnrollmentStore, Verdict
 from .behaviour import Behaviour
@@ -142,7 +142,12 @@ class Emulator:
         if self._runner is not None:
             return
         restrict_ice_to_loopback()
-        app = web.Application(middlewares=[self._network_middleware, self._middleware])
+        network = http_network(
+            lambda: self.network,
+            exempt=lambda request: request.path.startswith(ADMIN_PREFIX),
+            rng=self._network_rng,
+        )
+        app = web.Application(middlewares=[network, self._middleware])
         app.router.add_post("/v1/realtime/sessions", self._create_session)
         app.router.add_post("/v1/realtime", self._exchange_sdp)
         app.router.add_get("/v1/app/voices", self._voices)
@@ -188,24 +193,6 @@ class Emulator:
         await self.stop()
 
     # -- HTTP plumbing -----------------------------------------------------------
-
-    @web.middleware
-    async def _network_middleware(
-        self, request: web.Request, handler: _Handler
-    ) -> web.StreamResponse:
-        """The request and its answer each cross the network one way.
-
-        TCP does not lose anything, it only takes time: half a round trip (plus
-        jitter) before the request is handled, the same again before the answer
-        leaves. A reused keep-alive connection is assumed (no handshake paid).
-        """
-        network = self.network
-        if network is None or request.path.startswith(ADMIN_PREFIX):
-            return await handler(request)
-        await self._wait(network.one_way_delay(self._network_rng))
-        response = await handler(request)
-        await self._wait(network.one_way_delay(self._network_rng))
-        return response
 
     @web.middleware
     async def _middleware(

@@ -121,11 +121,12 @@ async def test_media_passes_under_loss_and_set_up_pays_the_round_trips(
         assert time.perf_counter() - start >= 2 * rtt
         session = emulator.sessions[-1]
         assert session.relays
+        listening = connection.speaker.subscribe()  # the reply's voice, as a turn does
         say(connection, speech)
         async with asyncio.timeout(30):
             while "response.done" not in heard:
                 await asyncio.sleep(0.05)
-            while connection.speaker.frames_received < 100:
+            while listening.chunks_received < 50:
                 await asyncio.sleep(0.05)
     finally:
         await connection.close()
