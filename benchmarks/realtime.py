@@ -361,6 +361,10 @@ def _notes(options: Options, r: Results) -> list[str]:
             "goal: ours <= baseline + one round trip"
         ),
         (
+            "         (ours pays the protocol's sessions request before the SDP: one "
+            "more round trip, jitter included, and the service's handling of it)"
+        ),
+        (
             "         far end excluded: minus the far end's own handling of the HTTP "
             "requests (its Server-Timing), median ours "
             f"{far(r.setup_ours)} ms, baseline {far(r.setup_bare)} ms on loopback"
