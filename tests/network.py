@@ -4,7 +4,8 @@ This kernel has no netem, so the far end's media path goes through ``UdpRelay``:
 answer SDP advertises the relay's port instead of its own ICE socket's, the relay
 forwards every datagram (ICE, DTLS, SCTP, RTP) both ways and applies a
 ``NetworkProfile``. ``cut()`` makes the network vanish, as a lost Wi-Fi or a dead
-router does: nothing passes either way, and neither side is told.
+router does: nothing passes either way, and neither side is told. ``http_network`` is
+the same profile for an aiohttp server's answers (delay only: TCP loses nothing).
 """
 
 from __future__ import annotations
