@@ -6,6 +6,37 @@ import asyncio
 from collections.abc import Sequence
 import statistics
 import time
+from types import SimpleNamespace
+
+import aiohttp
+
+from tests.network import server_time_ms
+
+
+class FarEndClock:
+    """Adds up the far end's own handling time of every HTTP answer (``Server-Timing``).
+
+    Give ``trace_config`` to the ``aiohttp.ClientSession``; ``reset()`` before a set-up,
+    ``ms`` after it: what the far end spent answering, network and client excluded.
+    """
+
+    def __init__(self) -> None:
+        """Start at zero."""
+        self.ms = 0.0
+        self.trace_config = aiohttp.TraceConfig()
+        self.trace_config.on_request_end.append(self._on_request_end)
+
+    def reset(self) -> None:
+        """Start counting again."""
+        self.ms = 0.0
+
+    async def _on_request_end(
+        self,
+        _session: aiohttp.ClientSession,
+        _context: SimpleNamespace,
+        params: aiohttp.TraceRequestEndParams,
+    ) -> None:
+        self.ms += server_time_ms(params.response.headers)
 
 
 async def cpu_percent(seconds: float) -> float:

@@ -7,6 +7,7 @@ same shape (an audio track both ways and the data channel), with nothing of ours
 
 from __future__ import annotations
 
+from array import array
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,11 +25,13 @@ from custom_components.itannix.realtime import (
 )
 
 from .bare import BarePeer
-from .measure import cpu_percent
+from .measure import FarEndClock, cpu_percent
 from .sources import RealTimeFeeder
 
 # Bounds every wait, so a stuck peer fails the benchmark instead of hanging it.
 STEP_TIMEOUT: Final = 30.0
+# Half the emulator's VAD threshold (RMS 500, as int16): heard as room sound, not speech.
+QUIET_RMS: Final = 250.0
 # The emulator speaks at most 0.3 s per word (its tone; espeak-ng is slower).
 _SECONDS_PER_WORD: Final = 0.3
 _TEXT: Final = (
@@ -48,6 +51,19 @@ class DuplexSample:
     reply_playing: bool  # the far end was still speaking when the window closed
 
 
+@dataclass(frozen=True, slots=True)
+class SetupSample:
+    """One set-up: its wall time, and the far end's share of it (its handlers)."""
+
+    ms: float
+    far_end_ms: float
+
+    @property
+    def near_ms(self) -> float:
+        """The set-up without the far end's handling: the client and the network."""
+        return self.ms - self.far_end_ms
+
+
 @dataclass(slots=True)
 class IdleSample:
     """CPU of one open session, microphone detached and attached (sending silence)."""
@@ -61,32 +77,72 @@ class IdleSample:
 # -- set-up -------------------------------------------------------------------------
 
 
-async def setup_ours(client: ItanniXClient) -> float:
-    """Milliseconds for ``RealtimeConnection.connect()``: session, SDP, channel open."""
+async def setup_ours(client: ItanniXClient, far_end: FarEndClock) -> SetupSample:
+    """``RealtimeConnection.connect()``: session request, SDP request, channel open."""
     connection = RealtimeConnection(client)
     try:
+        far_end.reset()
         start = time.perf_counter()
         await connection.connect()
-        return 1000 * (time.perf_counter() - start)
+        return SetupSample(1000 * (time.perf_counter() - start), far_end.ms)
     finally:
         await connection.close()
 
 
-async def setup_bare() -> float:
-    """Milliseconds from createOffer to the channel open, answered in this process."""
-    offerer, answerer = BarePeer(), BarePeer()
+async def setup_bare(
+    http: aiohttp.ClientSession, answerer_url: str, far_end: FarEndClock
+) -> SetupSample:
+    """A bare peer: createOffer, one HTTP POST of the SDP to the answerer, channel open.
+
+    The least any client of an HTTP-signalled service pays: one request for the SDP.
+    """
+    peer = BarePeer()
     try:
         async with asyncio.timeout(STEP_TIMEOUT):
+            far_end.reset()
             start = time.perf_counter()
-            answer = await answerer.answer(await offerer.offer())
-            await offerer.accept(answer)
-            await offerer.wait_open()
-            return 1000 * (time.perf_counter() - start)
+            await peer.accept(await _post_offer(http, answerer_url, await peer.offer()))
+            await peer.wait_open()
+            return SetupSample(1000 * (time.perf_counter() - start), far_end.ms)
     finally:
-        await asyncio.gather(offerer.close(), answerer.close())
+        await peer.close()
+
+
+async def _post_offer(
+    http: aiohttp.ClientSession, answerer_url: str, offer: str
+) -> str:
+    async with http.post(
+        f"{answerer_url}/offer",
+        data=offer,
+        headers={"Content-Type": "application/sdp"},
+    ) as resp:
+        resp.raise_for_status()
+        return await resp.text()
 
 
 # -- full duplex --------------------------------------------------------------------
+
+
+def below_vad(pcm: bytes, peak_rms: float = QUIET_RMS) -> bytes:
+    """``pcm`` (s16) scaled so no 20 ms frame's RMS exceeds ``peak_rms``.
+
+    What a microphone hears of a room while the assistant speaks: audio the encoder
+    still has to code, too quiet for the service's VAD to take as a barge-in (which
+    would cut the reply, and with it the other half of full duplex).
+    """
+    samples = array("h", pcm)
+    frame = 320  # 20 ms at 16 kHz
+    loudest = max(
+        (
+            math.sqrt(sum(x * x for x in samples[i : i + frame]) / frame)
+            for i in range(0, len(samples) - frame + 1, frame)
+        ),
+        default=0.0,
+    )
+    if loudest <= peak_rms:
+        return pcm
+    scale = peak_rms / loudest
+    return array("h", (int(x * scale) for x in samples)).tobytes()
 
 
 def long_text(seconds: float) -> str:
@@ -127,7 +183,7 @@ async def duplex_ours(
     # response is done, so the whole window is full duplex.
     session = await RealtimeSession.open(client, detach_idle_microphone=False)
     connection = session.connection
-    feeder = RealTimeFeeder(mic_pcm, session.feed_audio)
+    feeder = RealTimeFeeder(below_vad(mic_pcm), session.feed_audio)
     watch = _ReplyWatch()
     remove_watch = connection.add_listener(watch)
     chunks = [0]
@@ -192,15 +248,7 @@ async def duplex_bare(
     peer = BarePeer()
     try:
         async with asyncio.timeout(STEP_TIMEOUT + settle + seconds):
-            offer = await peer.offer()
-            async with http.post(
-                f"{answerer_url}/offer",
-                data=offer,
-                headers={"Content-Type": "application/sdp"},
-            ) as resp:
-                resp.raise_for_status()
-                answer = await resp.text()
-            await peer.accept(answer)
+            await peer.accept(await _post_offer(http, answerer_url, await peer.offer()))
             await peer.wait_open()
             await peer.drain.flowing.wait()
             await asyncio.sleep(settle)

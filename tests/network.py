@@ -4,17 +4,22 @@ This kernel has no netem, so the far end's media path goes through ``UdpRelay``:
 answer SDP advertises the relay's port instead of its own ICE socket's, the relay
 forwards every datagram (ICE, DTLS, SCTP, RTP) both ways and applies a
 ``NetworkProfile``. ``cut()`` makes the network vanish, as a lost Wi-Fi or a dead
-router does: nothing passes either way, and neither side is told.
+router does: nothing passes either way, and neither side is told. ``http_network`` is
+the same profile for an aiohttp server's answers (delay only: TCP loses nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 import random
 import re
 import socket
+import time
 from typing import Any
+
+from aiohttp import web
 
 # As aioice sizes its own sockets: a burst must not overflow a loopback buffer.
 _SOCKET_BUFFER = 1 << 20
@@ -78,6 +83,50 @@ class NetworkProfile:
             f"rtt={self.rtt * 1000:g}ms,jitter={self.jitter * 1000:g}ms,"
             f"loss={self.loss * 100:g}%"
         )
+
+
+type _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def http_network(
+    profile: Callable[[], NetworkProfile | None],
+    *,
+    exempt: Callable[[web.Request], bool] = lambda _request: False,
+    rng: random.Random | None = None,
+) -> Any:
+    """An aiohttp middleware: every answer pays one round trip of ``profile()``.
+
+    The request waits half a round trip (plus jitter) before it is handled and the
+    answer as long again before it leaves. TCP loses nothing, so ``loss`` only shows as
+    delay and is not applied; a kept-alive connection is assumed (no handshake).
+    ``profile`` is read per request (None: straight loopback). Every answer says how
+    long its handler took, network excluded, in ``Server-Timing: app;dur=MS``, so a
+    client can tell the far end's time from its own and the network's.
+    """
+    rand = rng or random.Random()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        network = None if exempt(request) else profile()
+        if network is not None:
+            await asyncio.sleep(network.one_way_delay(rand))
+        start = time.perf_counter()
+        response = await handler(request)
+        if not response.prepared:
+            response.headers["Server-Timing"] = (
+                f"app;dur={1000 * (time.perf_counter() - start):.2f}"
+            )
+        if network is not None:
+            await asyncio.sleep(network.one_way_delay(rand))
+        return response
+
+    return middleware
+
+
+def server_time_ms(headers: Any) -> float:
+    """The far end's handling time in an answer's ``Server-Timing`` (0 without it)."""
+    match = re.search(r"\bapp;dur=([0-9.]+)", headers.get("Server-Timing", ""))
+    return float(match[1]) if match else 0.0
 
 
 class _Endpoint(asyncio.DatagramProtocol):

@@ -11,11 +11,25 @@ import sys
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METRICS = (
-    "session set-up, median (ms)",
-    "session set-up, p90 (ms)",
+    "set-up, loopback, median (ms)",
+    "set-up, loopback, p90 (ms)",
+    "set-up, loopback, far end excluded (ms)",
+    "set-up, network, median (ms)",
+    "set-up, network, p90 (ms)",
+    "set-up, network, far end excluded (ms)",
     "full-duplex audio CPU (% of one core)",
     "idle open session CPU (% of one core)",
 )
+# Held to a goal: each names it and says whether this run met it.
+GOALS = {
+    "set-up, loopback, median (ms)": "<= 1.20x",
+    "set-up, loopback, far end excluded (ms)": "<= 1.20x",
+    "set-up, network, median (ms)": "<= +40 ms",
+    "set-up, network, far end excluded (ms)": "<= +40 ms",
+    "full-duplex audio CPU (% of one core)": "<= 1.00x",
+    "idle open session CPU (% of one core)": "<= 1 %",
+}
+NETWORK = "rtt=40ms,jitter=5ms,loss=1%"
 VOICE_METRICS = (
     "end of speech -> STT result, median (ms)",
     "end of speech -> STT result, p90 (ms)",
@@ -27,11 +41,11 @@ VOICE_METRICS = (
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 
 
-def _run_quick_bench(module: str = "benchmarks.realtime") -> str:
+def _run_quick_bench(module: str = "benchmarks.realtime", *args: str) -> str:
     # Its own process group: on any failure the bench and its helper processes (the
     # emulator, the bare answerer, the voice bench's Home Assistant) go down together.
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--quick"],
+        [sys.executable, "-m", module, "--quick", *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -48,24 +62,33 @@ def _run_quick_bench(module: str = "benchmarks.realtime") -> str:
     return out
 
 
-def _rows(out: str) -> dict[str, list[str]]:
+def _rows(out: str, cells_after: int = 3) -> dict[str, list[str]]:
+    """Table rows by metric: the first ``cells_after`` cells after the name."""
     return {
-        cells[0]: cells[1:]
+        cells[0]: cells[1 : 1 + cells_after]
         for line in out.splitlines()
-        if len(cells := [c.strip() for c in line.split("|")]) == 4
+        if len(cells := [c.strip() for c in line.split("|")]) == 1 + cells_after
     }
 
 
 def test_quick_bench_prints_the_table() -> None:
-    out = _run_quick_bench()
-    rows = _rows(out)
-    assert rows.get("metric") == ["ours", "baseline", "ratio"], out
+    out = _run_quick_bench("benchmarks.realtime", "--network", NETWORK)
+    rows = _rows(out, cells_after=5)
+    assert rows.get("metric") == ["ours", "baseline", "ratio", "goal", "met"], out
     for metric in METRICS:
         assert metric in rows, out
-        ours, baseline, ratio = rows[metric]
+        ours, baseline, ratio, goal, met = rows[metric]
         assert _NUMBER.fullmatch(ours), (metric, ours)
         assert _NUMBER.fullmatch(baseline), (metric, baseline)
         assert _NUMBER.fullmatch(ratio), (metric, ratio)
+        assert goal == GOALS.get(metric, goal), (metric, goal)
+        assert met in (("yes", "NO") if metric in GOALS else ("",)), (metric, met)
+    # The profile really was applied: the bare peer's one HTTP request, and our two
+    # (the sessions request, then the SDP), each cost at least a round trip.
+    assert float(rows["set-up, network, median (ms)"][1]) >= 40
+    assert float(rows["set-up, network, median (ms)"][0]) >= 2 * 40
+    assert f"network: {NETWORK}" in out, out
+    assert re.search(r"load average \(1, 5, 15 min\): [0-9. ]+ before", out), out
     assert re.search(r"wall window \d+(\.\d+)? s", out), out
     assert re.search(r"N = \d+ set-up runs", out), out
 

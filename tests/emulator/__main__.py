@@ -9,6 +9,8 @@ from pathlib import Path
 import secrets
 import signal
 
+from tests.network import NetworkProfile
+
 from .server import Emulator
 from .turns_file import TurnsFileWatcher
 
@@ -44,8 +46,22 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON list of scripted turns for the default assistant, reloaded when "
         "the file changes",
     )
+    parser.add_argument(
+        "--network",
+        type=_network,
+        metavar="PROFILE",
+        help="the network between clients and the service, e.g. "
+        "rtt=80ms,jitter=10ms,loss=1%%: media pays all three, HTTP answers the delay",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
+
+
+def _network(text: str) -> NetworkProfile:
+    try:
+        return NetworkProfile.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -61,6 +77,7 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         ga_names=args.ga_names,
     )
+    emulator.network = args.network
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -76,6 +93,8 @@ async def _serve(args: argparse.Namespace) -> None:
             f"Workspace key: {key}" if key else "Workspace key: not required",
             flush=True,
         )
+        if args.network is not None:
+            print(f"Network: {args.network}", flush=True)  # noqa: T201
         await stop.wait()
     finally:
         if watcher is not None:

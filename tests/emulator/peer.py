@@ -288,6 +288,11 @@ class EmulatedSession:
             for t in self._pc.getTransceivers()
         )
 
+    @property
+    def relays(self) -> tuple[UdpRelay, ...]:
+        """The relays the session's media path goes through (none without a network)."""
+        return tuple(self._relays)
+
     def cut_network(self) -> None:
         """The network to the client vanishes; neither side is told (needs a network)."""
         assert self._relays, "the emulator's network profile was not set"

@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable
 import contextlib
 import ipaddress
 import logging
+import random
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.network import NetworkProfile
+from tests.network import NetworkProfile, http_network
 
 from .auth import EnrollmentStore, Verdict
 from .behaviour import Behaviour
@@ -91,8 +92,11 @@ class Emulator:
         self.ga_names = ga_names
         self.faults = Faults()
         self.behaviour = behaviour if behaviour is not None else Behaviour()
-        # The network to each new session's peer (None: straight loopback).
+        # The network between the client and the service (None: straight loopback):
+        # each new session's media path goes through a relay that applies it, and
+        # every HTTP answer pays one round trip of it (read per request).
         self.network: NetworkProfile | None = None
+        self._network_rng = random.Random()
         self.sessions: list[EmulatedSession] = []
         self.requests: list[tuple[str, str, int]] = []
         self._store = EnrollmentStore(state_file)
@@ -138,7 +142,12 @@ class Emulator:
         if self._runner is not None:
             return
         restrict_ice_to_loopback()
-        app = web.Application(middlewares=[self._middleware])
+        network = http_network(
+            lambda: self.network,
+            exempt=lambda request: request.path.startswith(ADMIN_PREFIX),
+            rng=self._network_rng,
+        )
+        app = web.Application(middlewares=[network, self._middleware])
         app.router.add_post("/v1/realtime/sessions", self._create_session)
         app.router.add_post("/v1/realtime", self._exchange_sdp)
         app.router.add_get("/v1/app/voices", self._voices)

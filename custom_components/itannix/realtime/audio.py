@@ -303,14 +303,22 @@ class SpeakerSink:
     """Drains a remote audio track into fixed PCM chunks for subscribers.
 
     The remote track is read continuously, even with nobody listening, because aiortc
-    queues decoded frames without bound.
+    queues decoded frames without bound. ``on_demand(wanted)`` is told when the first
+    subscriber comes and the last one goes (and ``False`` at ``start()`` when nobody
+    listens), so the connection can stop aiortc decoding audio nobody hears.
     """
 
     def __init__(
-        self, *, rate: int = 16_000, chunk_ms: int = 20, max_buffer_seconds: float = 60
+        self,
+        *,
+        rate: int = 16_000,
+        chunk_ms: int = 20,
+        max_buffer_seconds: float = 60,
+        on_demand: Callable[[bool], None] | None = None,
     ) -> None:
         """Initialize for an output rate and chunk length."""
         self.rate = rate
+        self._on_demand = on_demand
         self.chunk_bytes = rate * chunk_ms // 1000 * SAMPLE_WIDTH
         self._resampler = Resampler(rate, rate * chunk_ms // 1000)
         self._max_chunks = max(1, int(max_buffer_seconds * 1000 / chunk_ms))
@@ -333,20 +341,35 @@ class SpeakerSink:
         self._task = asyncio.get_running_loop().create_task(
             self._drain(track), name="itannix-speaker-sink"
         )
+        self._tell_demand()
+
+    @property
+    def wanted(self) -> bool:
+        """Whether anyone listens (the remote audio is worth decoding)."""
+        return bool(self._subscriptions)
+
+    def _tell_demand(self) -> None:
+        if self._on_demand is not None:
+            self._on_demand(self.wanted)
 
     def subscribe(self) -> AudioSubscription:
         """Return a subscription receiving the audio from now on."""
         sub = AudioSubscription(self, self._max_chunks)
-        if not self._subscriptions:
+        first = not self._subscriptions
+        if first:
             # Nothing was resampled while nobody listened: start clean.
             self._resampler.reset()
         self._subscriptions.append(sub)
+        if first:
+            self._tell_demand()
         return sub
 
     def unsubscribe(self, sub: AudioSubscription) -> None:
         """Stop feeding a subscription."""
         with contextlib.suppress(ValueError):
             self._subscriptions.remove(sub)
+            if not self._subscriptions:
+                self._tell_demand()
 
     async def _drain(self, track: MediaStreamTrack) -> None:
         try:

@@ -24,6 +24,7 @@ from .guards import (
     bound_gathering,
     candidate_types,
     contain_invalid_text,
+    gate_inbound_audio,
     transport_connected,
 )
 from .ice import GATHER_TIMEOUT, build_rtc_configuration, select_ice_servers
@@ -151,7 +152,9 @@ class RealtimeConnection:
         self._connect_timeout = connect_timeout
         self._send_timeout = send_timeout
         self.microphone = MicrophoneTrack(input_rate=microphone_rate)
-        self.speaker = SpeakerSink(rate=speaker_rate)
+        self.speaker = SpeakerSink(rate=speaker_rate, on_demand=self._on_audio_demand)
+        # Drops inbound audio nobody listens to before aiortc decodes it (guards.py).
+        self._audio_gate: Callable[[bool], None] | None = None
         self.session_info: SessionInfo | None = None
         self._pc: RTCPeerConnection | None = None
         self._channel: RTCDataChannel | None = None
@@ -250,7 +253,11 @@ class RealtimeConnection:
         pc.on("connectionstatechange", self._on_connection_state)
         pc.on("track", self._on_track)
         direction = "sendrecv" if self.receive_audio else "sendonly"
-        pc.addTransceiver(self.microphone, direction=direction)
+        transceiver = pc.addTransceiver(self.microphone, direction=direction)
+        if self.receive_audio:
+            self._audio_gate = gate_inbound_audio(transceiver.receiver)
+            if self._audio_gate is None:
+                _LOGGER.debug("This aiortc decodes inbound audio nobody listens to")
         channel = pc.createDataChannel(self._channel_label, ordered=True)
         self._channel = channel
         channel.on("open", self._on_channel_open)
@@ -344,6 +351,11 @@ class RealtimeConnection:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
             self.speaker.start(track)
+
+    def _on_audio_demand(self, wanted: bool) -> None:
+        # Between turns nobody listens: the service's silence is counted, not decoded.
+        if self._audio_gate is not None:
+            self._audio_gate(wanted)
 
     def _on_channel_open(self) -> None:
         self._open = True

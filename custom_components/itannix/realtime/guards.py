@@ -9,6 +9,10 @@ have moved it), so a missing hook costs the protection, never the session.
 - ``contain_invalid_text``: aiortc decodes a text message as UTF-8 before any handler
   runs; one invalid message raises inside its SCTP receive path and ends the whole
   transport. Contained, the message is reported and dropped.
+- ``gate_inbound_audio``: aiortc depacketizes, buffers and decodes (in a thread of its
+  own) every inbound RTP packet, whether anyone listens or not: 50 a second of the
+  service's silence between turns. Gated, a packet nobody wants only feeds the
+  receiver's statistics (so its RTCP reports count no false loss) and is dropped.
 """
 
 from __future__ import annotations
@@ -68,6 +72,40 @@ def candidate_types(pc: RTCPeerConnection) -> set[str]:
         for gatherer in _gatherers(pc)
         for candidate in gatherer.getLocalCandidates()
     }
+
+
+def gate_inbound_audio(receiver: Any) -> Callable[[bool], None] | None:
+    """Let ``receiver`` drop inbound RTP while closed; return the gate's setter.
+
+    Open (the default), every packet takes aiortc's own path. Closed, a packet of a
+    stream the receiver already counts updates that stream's statistics (the receiver
+    reports of RTCP stay true: no gap, no false loss) and goes no further: no jitter
+    buffer, no decoder thread, no frame queued. A packet of a stream not seen yet
+    always takes the full path (it starts the statistics). SRTP is still unprotected
+    before this (the transport does it), so the rollover counter never loses track.
+    None when this aiortc lacks either hook.
+    """
+    handle = getattr(receiver, "_handle_rtp_packet", None)
+    streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
+    if not inspect.iscoroutinefunction(handle) or not isinstance(streams, dict):
+        return None
+    gate = {"open": True}
+
+    async def gated(packet: Any, arrival_time_ms: int) -> None:
+        if not gate["open"]:
+            statistics = streams.get(packet.ssrc)
+            add = getattr(statistics, "add", None)
+            if add is not None:
+                add(packet)
+                return
+        await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = gated  # noqa: SLF001
+
+    def set_open(is_open: bool) -> None:
+        gate["open"] = is_open
+
+    return set_open
 
 
 def contain_invalid_text(pc: RTCPeerConnection, on_invalid: Callable[[], None]) -> bool:
