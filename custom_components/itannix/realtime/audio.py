@@ -38,9 +38,11 @@ OUTBOUND_FRAME_SAMPLES: Final = int(OUTBOUND_RATE * FRAME_SECONDS)  # 960
 # stalled), restart the clock instead of bursting frames to catch up.
 MAX_LAG_SECONDS: Final = 0.1
 # Fed audio waiting beyond this is a backlog (a satellite's audio queued while the
-# session was opening, or said again to a fresh one): it is caught up, or every later
-# end of speech would reach the service's VAD late by as much.
+# session was opening, or said again to a fresh one): it is caught up, down to
+# CAUGHT_UP_SECONDS, or every later end of speech would reach the service's VAD late
+# by as much.
 BACKLOG_SECONDS: Final = 0.2
+CAUGHT_UP_SECONDS: Final = 0.04
 # While catching up, frames go this many times faster than real time: a burst small
 # enough for a receiver's jitter buffer, and a 1 s backlog is gone within 1 s.
 CATCH_UP_SPEED: Final = 2
@@ -160,9 +162,10 @@ class MicrophoneTrack(MediaStreamTrack):
     While paused, ``recv()`` waits: the sender sends nothing and wakes nobody.
 
     Fed audio is sent as it comes while it keeps up; when more than
-    ``BACKLOG_SECONDS`` waits, the track catches up: long silences in the backlog are
-    dropped (``skipped_frames``) and the rest goes ``CATCH_UP_SPEED`` times faster,
-    so the user's speech is all sent and its end reaches the service on time.
+    ``BACKLOG_SECONDS`` waits, the track catches up (down to ``CAUGHT_UP_SECONDS``):
+    long silences in the backlog are dropped (``skipped_frames``) and the rest goes
+    ``CATCH_UP_SPEED`` times faster, so the user's speech is all sent and its end
+    reaches the service on time.
     """
 
     kind = "audio"
@@ -182,6 +185,8 @@ class MicrophoneTrack(MediaStreamTrack):
         self._frames: deque[bytes] = deque()
         self._max_frames = int(max_buffer_seconds / FRAME_SECONDS)
         self._backlog_frames = round(BACKLOG_SECONDS / FRAME_SECONDS)
+        self._caught_up_frames = round(CAUGHT_UP_SECONDS / FRAME_SECONDS)
+        self._catching_up = False
         self._quiet_kept_frames = round(QUIET_KEPT_SECONDS / FRAME_SECONDS)
         self._quiet_run = 0  # quiet frames just sent while catching up
         self._odd_byte = b""
@@ -278,7 +283,11 @@ class MicrophoneTrack(MediaStreamTrack):
         """The next frame's PCM; schedules the one after (sooner while catching up)."""
         assert self._due is not None
         frames = self._frames
-        if len(frames) <= self._backlog_frames:
+        if len(frames) > self._backlog_frames:
+            self._catching_up = True
+        elif len(frames) <= self._caught_up_frames:
+            self._catching_up = False
+        if not self._catching_up:
             self._quiet_run = 0
             self._due += FRAME_SECONDS
             if not frames:
@@ -287,7 +296,7 @@ class MicrophoneTrack(MediaStreamTrack):
             return frames.popleft()
         # Behind: skip the backlog's long silences, send the rest faster.
         self._due += FRAME_SECONDS / CATCH_UP_SPEED
-        while len(frames) > self._backlog_frames and is_quiet(frames[0]):
+        while len(frames) > self._caught_up_frames and is_quiet(frames[0]):
             if self._quiet_run < self._quiet_kept_frames:
                 self._quiet_run += 1
                 break
