@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 RATE = 16_000
 CHUNK = 320  # 20 ms at 16 kHz, as a satellite streams
-OUT_SAMPLES = 960
 
 
 class FakeClock:
@@ -88,7 +87,7 @@ async def run(
     while clock.now - turn_start < seconds:
         satellite.catch_up_to(backlog + clock.now - turn_start)
         frame = await mic.recv()
-        sent.append(rms(bytes(frame.planes[0])[: OUT_SAMPLES * 2]))
+        sent.append(rms(bytes(frame.planes[0])[: frame.samples * 2]))
     return sent
 
 

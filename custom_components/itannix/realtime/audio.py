@@ -1,8 +1,9 @@
 """Audio plumbing between PCM byte streams and aiortc tracks.
 
 - ``MicrophoneTrack``: the outbound track; PCM fed at any chunk size, handed to aiortc's
-  Opus encoder as paced 20 ms frames (silence when starved); a backlog (audio queued
-  while the session was opening) is caught up instead of delaying all that follows.
+  Opus encoder as paced 20 ms frames at the input's rate (silence when starved); a
+  backlog (audio queued while the session was opening) is caught up instead of
+  delaying all that follows.
 - ``SpeakerSink``: drains the remote track continuously (aiortc's queue is unbounded)
   and hands fixed-size PCM chunks to whoever subscribed.
 - ``Resampler``: PyAV resampling to s16 mono, re-chunked to fixed frames.
@@ -31,9 +32,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SAMPLE_WIDTH: Final = 2  # s16
-OUTBOUND_RATE: Final = 48_000  # what aiortc's Opus encoder works at
 FRAME_SECONDS: Final = 0.020
-OUTBOUND_FRAME_SAMPLES: Final = int(OUTBOUND_RATE * FRAME_SECONDS)  # 960
 # Once recv() falls this far behind its schedule (the sender was detached or the loop
 # stalled), restart the clock instead of bursting frames to catch up.
 MAX_LAG_SECONDS: Final = 0.1
@@ -157,6 +156,8 @@ class Resampler:
 class MicrophoneTrack(MediaStreamTrack):
     """Outbound audio track fed with PCM (16 kHz mono s16 by default).
 
+    Frames go out at the input's rate: aiortc's Opus encoder resamples every frame to
+    48 kHz stereo anyway, so resampling here first would only double the work.
     aiortc pulls frames as fast as ``recv()`` returns them, so ``recv()`` paces itself
     to the wall clock, 20 ms per frame, and sends silence when nothing was fed.
     While paused, ``recv()`` waits: the sender sends nothing and wakes nobody.
@@ -181,7 +182,10 @@ class MicrophoneTrack(MediaStreamTrack):
         """Initialize; ``clock``/``sleep`` are injectable for deterministic tests."""
         super().__init__()
         self.input_rate = input_rate
-        self._resampler = Resampler(OUTBOUND_RATE, OUTBOUND_FRAME_SAMPLES)
+        self._frame_samples = round(input_rate * FRAME_SECONDS)
+        self._frame_bytes = self._frame_samples * SAMPLE_WIDTH
+        self._time_base = fractions.Fraction(1, input_rate)
+        self._pending = bytearray()  # fed, less than a frame
         self._frames: deque[bytes] = deque()
         self._max_frames = int(max_buffer_seconds / FRAME_SECONDS)
         self._backlog_frames = round(BACKLOG_SECONDS / FRAME_SECONDS)
@@ -189,12 +193,11 @@ class MicrophoneTrack(MediaStreamTrack):
         self._catching_up = False
         self._quiet_kept_frames = round(QUIET_KEPT_SECONDS / FRAME_SECONDS)
         self._quiet_run = 0  # quiet frames just sent while catching up
-        self._odd_byte = b""
         self._clock = clock
         self._sleep = sleep
         self._due: float | None = None  # when the next frame is due
         self._pts = 0
-        self._silence = bytes(OUTBOUND_FRAME_SAMPLES * SAMPLE_WIDTH)
+        self._silence = bytes(self._frame_bytes)
         self._running = asyncio.Event()
         self._running.set()
         self.frames_sent = 0
@@ -227,27 +230,30 @@ class MicrophoneTrack(MediaStreamTrack):
 
     def feed(self, pcm: bytes) -> None:
         """Queue PCM (s16 mono at ``input_rate``); any chunk size."""
-        data = self._odd_byte + pcm
-        # Keep a lone trailing byte for the next call: half a sample is not a sample.
-        if len(data) % SAMPLE_WIDTH:
-            self._odd_byte, data = data[-1:], data[:-1]
-        else:
-            self._odd_byte = b""
-        self._queue(self._resampler.feed_pcm(data, self.input_rate))
+        # A lone trailing byte waits for the next call: half a sample is not a sample.
+        self._pending += pcm
+        self._queue()
 
     def flush(self) -> None:
         """Push out everything fed so far (the last frame padded with silence)."""
-        self._odd_byte = b""
-        self._queue(self._resampler.flush(pad=True))
+        pending = self._pending
+        del pending[len(pending) - len(pending) % SAMPLE_WIDTH :]  # a lone byte
+        if pending:
+            pending += bytes(-len(pending) % self._frame_bytes)
+        self._queue()
 
     def clear(self) -> None:
         """Drop audio fed but not sent yet."""
         self._frames.clear()
-        self._odd_byte = b""
-        self._resampler.reset()
+        self._pending.clear()
 
-    def _queue(self, frames: list[bytes]) -> None:
-        self._frames.extend(frames)
+    def _queue(self) -> None:
+        pending, size = self._pending, self._frame_bytes
+        count = len(pending) // size
+        if not count:
+            return
+        self._frames.extend(bytes(pending[i * size : (i + 1) * size]) for i in range(count))
+        del pending[: count * size]
         overflow = len(self._frames) - self._max_frames
         if overflow > 0:
             # Nobody is sending (detached track): keep the newest audio, bounded.
@@ -272,10 +278,10 @@ class MicrophoneTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         pcm = self._next_pcm()
-        frame = pcm_frame(pcm, OUTBOUND_RATE)
+        frame = pcm_frame(pcm, self.input_rate)
         frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, OUTBOUND_RATE)
-        self._pts += OUTBOUND_FRAME_SAMPLES
+        frame.time_base = self._time_base
+        self._pts += self._frame_samples
         self.frames_sent += 1
         return frame
 
