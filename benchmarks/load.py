@@ -315,7 +315,12 @@ def _memory_rows(options: Options, r: Results) -> list[_Row]:
                 bare.growth.traced,
                 ".2f",
             ),
-            (f"{n} sessions: RSS growth (MiB)", ours.growth.rss, bare.growth.rss, ".2f"),
+            (
+                f"{n} sessions: RSS growth (MiB)",
+                ours.growth.rss,
+                bare.growth.rss,
+                ".2f",
+            ),
             (
                 f"{n} sessions: peers alive after gc",
                 ours.peers_alive,
@@ -341,8 +346,10 @@ def _table(options: Options, r: Results) -> str:
     rows = _load_rows(r) + _backlog_rows(r) + _memory_rows(options, r)
     width = max(len(row[0]) for row in rows)
     lines = [
-        "ItanniX realtime library under load vs bare aiortc: one run, ratio = ours / "
-        "baseline",
+        (
+            "ItanniX realtime library under load vs bare aiortc: one run, ratio = "
+            "ours / baseline"
+        ),
         "",
         f"{'metric':<{width}} | {'ours':>9} | {'baseline':>9} | {'ratio':>5}",
         f"{'-' * width}-+-{'-' * 9}-+-{'-' * 9}-+-{'-' * 5}",
@@ -351,7 +358,7 @@ def _table(options: Options, r: Results) -> str:
         f"{name:<{width}} | {ours:>9{fmt}} | {base:>9{fmt}} | {_ratio(ours, base):>5}"
         for name, ours, base, fmt in rows
     ]
-    return "\n".join(lines + ["", *_notes(options, r)])
+    return "\n".join([*lines, "", *_notes(options, r)])
 
 
 def _notes(options: Options, r: Results) -> list[str]:

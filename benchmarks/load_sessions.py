@@ -267,7 +267,9 @@ class _BareSession:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
-            self._tasks.append(asyncio.get_running_loop().create_task(self._drain(track)))
+            self._tasks.append(
+                asyncio.get_running_loop().create_task(self._drain(track))
+            )
 
     async def _drain(self, track: MediaStreamTrack) -> None:
         loop = asyncio.get_running_loop()

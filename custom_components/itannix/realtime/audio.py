@@ -252,7 +252,9 @@ class MicrophoneTrack(MediaStreamTrack):
         count = len(pending) // size
         if not count:
             return
-        self._frames.extend(bytes(pending[i * size : (i + 1) * size]) for i in range(count))
+        self._frames.extend(
+            bytes(pending[i * size : (i + 1) * size]) for i in range(count)
+        )
         del pending[: count * size]
         overflow = len(self._frames) - self._max_frames
         if overflow > 0:
