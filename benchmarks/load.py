@@ -45,7 +45,7 @@ from .load_memory import (
     sessions_ours,
     turns_ours,
 )
-from .load_sessions import LoadSample, frames_48k, load_bare, load_ours
+from .load_sessions import LoadSample, frames_48k, load_bare, load_ours, merge
 from .processes import ServerProcess
 from .sources import microphone_pcm
 
@@ -61,6 +61,7 @@ class Options:
 
     sessions: tuple[int, ...]
     seconds: float
+    repeats: int
     settle: float
     turns: int
     open_close: int
@@ -105,6 +106,9 @@ def _parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--seconds", type=float, help="wall window per load sample (default 8)"
     )
+    parser.add_argument(
+        "--repeats", type=int, help="load windows per side and N (default 2)"
+    )
     parser.add_argument("--turns", type=int, help="typed turns on one session (300)")
     parser.add_argument(
         "--open-close", type=int, help="sessions opened and closed (default 50)"
@@ -122,17 +126,21 @@ def _parse_args(argv: list[str] | None) -> Options:
     options = Options(
         sessions=args.sessions or ((1, 2) if quick else (1, 5, 10)),
         seconds=args.seconds or (3.0 if quick else 8.0),
-        settle=1.0,
+        repeats=args.repeats or (1 if quick else 2),
+        settle=0.5 if quick else 1.0,
         turns=args.turns or (20 if quick else 300),
         open_close=args.open_close or (5 if quick else 50),
         backlog=1.0 if args.backlog is None else args.backlog,
-        lag_at=3.0 if quick else 5.0,
-        stream_seconds=8.5 if quick else 15.0,
-        speech=2.0 if quick else 2.5,
-        pause=2.0 if quick else 2.5,
+        lag_at=2.5 if quick else 5.0,
+        stream_seconds=7.0 if quick else 15.0,
+        speech=1.5 if quick else 2.5,
+        pause=1.5 if quick else 2.5,
     )
-    if options.seconds <= 0 or options.turns < 1 or options.open_close < 1:
-        parser.error("--seconds must be > 0, --turns and --open-close >= 1")
+    if (
+        options.seconds <= 0
+        or min(options.turns, options.open_close, options.repeats) < 1
+    ):
+        parser.error("--seconds must be > 0, --turns, --open-close, --repeats >= 1")
     if options.backlog < 0:
         parser.error("--backlog must be >= 0")
     return options
@@ -151,7 +159,6 @@ async def _measure(options: Options) -> Results:
     results = Results(load_before=os.getloadavg())
     speech, results.mic_source = await microphone_pcm()
     utterances = Utterances.make(speech, options.speech, options.pause)
-    bare_frames = frames_48k(utterances.pcm)
     emulator = ServerProcess(
         "the emulator", "tests.emulator", "--host", "127.0.0.1", "--port", "0"
     )
@@ -165,33 +172,7 @@ async def _measure(options: Options) -> Results:
                 emulator.url,
                 Credentials(str(uuid.uuid4()), secrets.token_hex(24), workspace_key),
             )
-            # Warm-up (not counted): enrollment, imports, first codec contexts.
-            await load_ours(client, utterances.pcm, 1, 0.1, 0.2)
-            await load_bare(http, answerer.url, bare_frames, 1, 0.1, 0.2)
-            for i, count in enumerate(options.sessions):
-                # Alternate which side goes first, so drifts hit both alike.
-                ours_first = i % 2 == 0
-                samples: dict[bool, LoadSample] = {}
-                for ours in (ours_first, not ours_first):
-                    samples[ours] = await (
-                        load_ours(
-                            client,
-                            utterances.pcm,
-                            count,
-                            options.settle,
-                            options.seconds,
-                        )
-                        if ours
-                        else load_bare(
-                            http,
-                            answerer.url,
-                            bare_frames,
-                            count,
-                            options.settle,
-                            options.seconds,
-                        )
-                    )
-                results.load[count] = (samples[True], samples[False])
+            await _load(options, client, http, answerer.url, utterances.pcm, results)
             results.backlog = (
                 await backlog_sample(
                     client,
@@ -213,6 +194,41 @@ async def _measure(options: Options) -> Results:
         await asyncio.gather(emulator.stop(), answerer.stop())
     results.load_after = os.getloadavg()
     return results
+
+
+async def _load(
+    options: Options,
+    client: ItanniXClient,
+    http: aiohttp.ClientSession,
+    answerer_url: str,
+    pcm: bytes,
+    results: Results,
+) -> None:
+    frames = frames_48k(pcm)
+    # Warm-up (not counted): enrollment, imports, first codec contexts.
+    await load_ours(client, pcm, 1, 0.1, 0.2)
+    await load_bare(http, answerer_url, frames, 1, 0.1, 0.2)
+    for i, count in enumerate(options.sessions):
+        samples: dict[bool, list[LoadSample]] = {True: [], False: []}
+        for repeat in range(options.repeats):
+            # Alternate which side goes first, so drifts hit both alike.
+            first = (i + repeat) % 2 == 0
+            for ours in (first, not first):
+                samples[ours].append(
+                    await (
+                        load_ours(client, pcm, count, options.settle, options.seconds)
+                        if ours
+                        else load_bare(
+                            http,
+                            answerer_url,
+                            frames,
+                            count,
+                            options.settle,
+                            options.seconds,
+                        )
+                    )
+                )
+        results.load[count] = (merge(samples[True]), merge(samples[False]))
 
 
 async def _memory(
@@ -380,9 +396,10 @@ def _notes(options: Options, r: Results) -> list[str]:
             "frames made once) to the bare answerer, which sends a tone back"
         ),
         (
-            f"         per N and side: one window of {options.seconds:g} s after "
-            f"{options.settle:g} s of settling; CPU is this process's (client side "
-            "only) / wall / N; reply gaps: inter-arrival of the reply's audio at the "
+            f"         per N and side: {options.repeats} window(s) of "
+            f"{options.seconds:g} s (sides interleaved) after {options.settle:g} s of "
+            "settling each; CPU: this process's (client side only) / wall / N, "
+            "median of the windows; mic frames, gaps: all windows; reply gaps: inter-arrival of the reply's audio at the "
             "client while it plays (ours: output_audio_buffer.started to stopped; "
             "baseline: the tone, all along)"
         ),

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import contextlib
 from dataclasses import dataclass
 import fractions
+import statistics
 import time
 from typing import Any, Final
 
@@ -66,6 +67,21 @@ class LoadSample:
         """Microphone frames sent against what the wall clock asked for, in %."""
         expected = self.sessions * self.wall / FRAME_SECONDS
         return 100 * self.frames_sent / expected if expected else 0.0
+
+
+def merge(samples: list[LoadSample]) -> LoadSample:
+    """One side's windows at one N as one sample: CPU the median, the rest summed."""
+    return LoadSample(
+        sessions=samples[0].sessions,
+        cpu_per_session=statistics.median(s.cpu_per_session for s in samples),
+        wall=sum(s.wall for s in samples),
+        frames_sent=sum(s.frames_sent for s in samples),
+        replies=sum(s.replies for s in samples),
+        reply_frames=sum(s.reply_frames for s in samples),
+        gaps=sum(s.gaps for s in samples),
+        max_gap=max(s.max_gap for s in samples),
+        setup=statistics.median(s.setup for s in samples),
+    )
 
 
 class GapMeter:
