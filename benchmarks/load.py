@@ -280,6 +280,12 @@ def _load_rows(r: Results) -> list[_Row]:
                 bare.mic_percent,
                 ".1f",
             ),
+            (
+                f"N={count}: mic audio still queued at the end (ms)",
+                1000 * ours.lag,
+                1000 * bare.lag,
+                ".0f",
+            ),
             (f"N={count}: reply gaps > 100 ms (count)", ours.gaps, bare.gaps, ".0f"),
             (
                 f"N={count}: longest reply gap (ms)",
@@ -401,12 +407,14 @@ def _notes(options: Options, r: Results) -> list[str]:
             "settling each; CPU: this process's (client side only) / wall / N, "
             "median of the windows; mic frames, gaps: all windows; reply gaps: inter-arrival of the reply's audio at the "
             "client while it plays (ours: output_audio_buffer.started to stopped; "
-            "baseline: the tone, all along)"
+            "baseline: the tone, all along); queued: fed audio the microphone has "
+            "not sent yet, the longest of the N (a bare peer's track queues nothing)"
         ),
     ]
     for count, (ours, bare) in sorted(r.load.items()):
         notes.append(
-            f"         N={count}: ours {ours.replies} replies played, opened in "
+            f"         N={count}: ours {ours.replies} replies played, "
+            f"{ours.skipped} silent frames dropped to catch up, opened in "
             f"{ours.setup:.2f} s; baseline opened in {bare.setup:.2f} s"
         )
     if r.backlog is not None:

@@ -12,7 +12,7 @@ sent against the wall clock, and gaps over 100 ms between reply audio frames.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 import contextlib
 from dataclasses import dataclass
 import fractions
@@ -61,6 +61,10 @@ class LoadSample:
     gaps: int  # reply frame inter-arrivals over GAP_SECONDS
     max_gap: float  # seconds
     setup: float  # seconds to open all N at once
+    # ours: fed audio still queued at the window's end (the longest, s), and silent
+    # frames dropped to catch up in the window; bare peers queue nothing
+    lag: float = 0.0
+    skipped: int = 0
 
     @property
     def mic_percent(self) -> float:
@@ -81,6 +85,8 @@ def merge(samples: list[LoadSample]) -> LoadSample:
         gaps=sum(s.gaps for s in samples),
         max_gap=max(s.max_gap for s in samples),
         setup=statistics.median(s.setup for s in samples),
+        lag=max(s.lag for s in samples),
+        skipped=sum(s.skipped for s in samples),
     )
 
 
@@ -147,6 +153,15 @@ class _OursSession:
     @property
     def frames_sent(self) -> int:
         return self.session.connection.microphone.frames_sent
+
+    @property
+    def lag(self) -> float:
+        return self.session.connection.microphone.buffered_seconds
+
+    @property
+    def skipped(self) -> int:
+        # getattr: the same benchmark measures a track without catch-up too.
+        return getattr(self.session.connection.microphone, "skipped_frames", 0)
 
     def _on_event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
@@ -222,6 +237,8 @@ async def load_ours(
                 setup,
                 meters=[item.meter for item in opened],
                 sent=lambda: sum(item.frames_sent for item in opened),
+                skipped=lambda: sum(item.skipped for item in opened),
+                lag=lambda: max(item.lag for item in opened),
             )
     finally:
         await asyncio.gather(*(item.close() for item in opened))
@@ -357,15 +374,19 @@ async def _window(
     setup: float,
     *,
     meters: list[GapMeter],
-    sent: Any,
+    sent: Callable[[], int],
+    skipped: Callable[[], int] = lambda: 0,
+    lag: Callable[[], float] = lambda: 0.0,
 ) -> LoadSample:
     for meter in meters:
         meter.reset()
-    frames = sent()
+    frames, dropped = sent(), skipped()
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.sleep(seconds)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return LoadSample(
+        lag=lag(),
+        skipped=skipped() - dropped,
         sessions=sessions,
         cpu_per_session=100 * cpu / wall / sessions,
         wall=wall,
