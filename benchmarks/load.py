@@ -281,6 +281,12 @@ def _load_rows(r: Results) -> list[_Row]:
                 ".1f",
             ),
             (
+                f"N={count}: mic silence dropped to catch up (% of wall)",
+                100 * ours.skipped / ours.expected_frames,
+                100 * bare.skipped / bare.expected_frames,
+                ".1f",
+            ),
+            (
                 f"N={count}: mic audio still queued at the end (ms)",
                 1000 * ours.lag,
                 1000 * bare.lag,
@@ -407,14 +413,15 @@ def _notes(options: Options, r: Results) -> list[str]:
             "settling each; CPU: this process's (client side only) / wall / N, "
             "median of the windows; mic frames, gaps: all windows; reply gaps: inter-arrival of the reply's audio at the "
             "client while it plays (ours: output_audio_buffer.started to stopped; "
-            "baseline: the tone, all along); queued: fed audio the microphone has "
-            "not sent yet, the longest of the N (a bare peer's track queues nothing)"
+            "baseline: the tone, all along); silence dropped: fed silence the "
+            "microphone skipped when it fell behind (a loop stall) and caught up; "
+            "queued: fed audio not sent yet, the longest of the N (a bare peer's "
+            "track queues nothing)"
         ),
     ]
     for count, (ours, bare) in sorted(r.load.items()):
         notes.append(
-            f"         N={count}: ours {ours.replies} replies played, "
-            f"{ours.skipped} silent frames dropped to catch up, opened in "
+            f"         N={count}: ours {ours.replies} replies played, opened in "
             f"{ours.setup:.2f} s; baseline opened in {bare.setup:.2f} s"
         )
     if r.backlog is not None:

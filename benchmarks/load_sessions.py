@@ -67,10 +67,14 @@ class LoadSample:
     skipped: int = 0
 
     @property
+    def expected_frames(self) -> float:
+        """Microphone frames the wall clock asked for, all sessions."""
+        return self.sessions * self.wall / FRAME_SECONDS
+
+    @property
     def mic_percent(self) -> float:
         """Microphone frames sent against what the wall clock asked for, in %."""
-        expected = self.sessions * self.wall / FRAME_SECONDS
-        return 100 * self.frames_sent / expected if expected else 0.0
+        return 100 * self.frames_sent / self.expected_frames
 
 
 def merge(samples: list[LoadSample]) -> LoadSample:

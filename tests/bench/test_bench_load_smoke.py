@@ -19,6 +19,7 @@ METRICS = (
         for name in (
             "CPU per session (% of one core)",
             "mic frames sent (% of wall clock)",
+            "mic silence dropped to catch up (% of wall)",
             "mic audio still queued at the end (ms)",
             "reply gaps > 100 ms (count)",
             "longest reply gap (ms)",
