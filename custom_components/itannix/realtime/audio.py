@@ -1,7 +1,9 @@
 """Audio plumbing between PCM byte streams and aiortc tracks.
 
 - ``MicrophoneTrack``: the outbound track; PCM fed at any chunk size, handed to aiortc's
-  Opus encoder as paced 20 ms frames (silence when starved).
+  Opus encoder as paced 20 ms frames at the input's rate (silence when starved); a
+  backlog (audio queued while the session was opening) is caught up instead of
+  delaying all that follows.
 - ``SpeakerSink``: drains the remote track continuously (aiortc's queue is unbounded)
   and hands fixed-size PCM chunks to whoever subscribed.
 - ``Resampler``: PyAV resampling to s16 mono, re-chunked to fixed frames.
@@ -9,10 +11,14 @@
 
 from __future__ import annotations
 
+from array import array
 import asyncio
+from collections import deque
 import contextlib
 import fractions
 import logging
+import math
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,12 +32,25 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SAMPLE_WIDTH: Final = 2  # s16
-OUTBOUND_RATE: Final = 48_000  # what aiortc's Opus encoder works at
 FRAME_SECONDS: Final = 0.020
-OUTBOUND_FRAME_SAMPLES: Final = int(OUTBOUND_RATE * FRAME_SECONDS)  # 960
 # Once recv() falls this far behind its schedule (the sender was detached or the loop
 # stalled), restart the clock instead of bursting frames to catch up.
 MAX_LAG_SECONDS: Final = 0.1
+# Fed audio waiting beyond this is a backlog (a satellite's audio queued while the
+# session was opening, or said again to a fresh one): it is caught up, down to
+# CAUGHT_UP_SECONDS, or every later end of speech would reach the service's VAD late
+# by as much.
+BACKLOG_SECONDS: Final = 0.2
+CAUGHT_UP_SECONDS: Final = 0.04
+# While catching up, frames go this many times faster than real time: a burst small
+# enough for a receiver's jitter buffer, and a 1 s backlog is gone within 1 s.
+CATCH_UP_SPEED: Final = 2
+# ...and silence in the backlog is dropped first, beyond the first QUIET_KEPT_SECONDS
+# of each quiet run: more than a server VAD's end of speech (500 ms by default), so an
+# utterance in the backlog still ends, but the wait before the user spoke and long
+# pauses do not have to be sent. Quiet: int16 RMS below QUIET_RMS (about -44 dBFS).
+QUIET_KEPT_SECONDS: Final = 0.6
+QUIET_RMS: Final = 200.0
 
 
 def pcm_frame(pcm: bytes, rate: int, layout: str = "mono") -> av.AudioFrame:
@@ -49,6 +68,16 @@ def frame_pcm(frame: Any) -> bytes:
     """Return the s16 samples of a packed frame (without the plane's padding)."""
     channels = len(frame.layout.channels)
     return bytes(frame.planes[0])[: frame.samples * SAMPLE_WIDTH * channels]
+
+
+def is_quiet(pcm: bytes) -> bool:
+    """Whether s16 mono PCM is silence (RMS below ``QUIET_RMS``)."""
+    samples = array("h", pcm)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    if not samples:
+        return True
+    return math.sumprod(samples, samples) < QUIET_RMS * QUIET_RMS * len(samples)
 
 
 class Resampler:
@@ -127,9 +156,17 @@ class Resampler:
 class MicrophoneTrack(MediaStreamTrack):
     """Outbound audio track fed with PCM (16 kHz mono s16 by default).
 
+    Frames go out at the input's rate: aiortc's Opus encoder resamples every frame to
+    48 kHz stereo anyway, so resampling here first would only double the work.
     aiortc pulls frames as fast as ``recv()`` returns them, so ``recv()`` paces itself
     to the wall clock, 20 ms per frame, and sends silence when nothing was fed.
     While paused, ``recv()`` waits: the sender sends nothing and wakes nobody.
+
+    Fed audio is sent as it comes while it keeps up; when more than
+    ``BACKLOG_SECONDS`` waits, the track catches up (down to ``CAUGHT_UP_SECONDS``):
+    long silences in the backlog are dropped (``skipped_frames``) and the rest goes
+    ``CATCH_UP_SPEED`` times faster, so the user's speech is all sent and its end
+    reaches the service on time.
     """
 
     kind = "audio"
@@ -145,21 +182,28 @@ class MicrophoneTrack(MediaStreamTrack):
         """Initialize; ``clock``/``sleep`` are injectable for deterministic tests."""
         super().__init__()
         self.input_rate = input_rate
-        self._resampler = Resampler(OUTBOUND_RATE, OUTBOUND_FRAME_SAMPLES)
-        self._frames: list[bytes] = []
+        self._frame_samples = round(input_rate * FRAME_SECONDS)
+        self._frame_bytes = self._frame_samples * SAMPLE_WIDTH
+        self._time_base = fractions.Fraction(1, input_rate)
+        self._pending = bytearray()  # fed, less than a frame
+        self._frames: deque[bytes] = deque()
         self._max_frames = int(max_buffer_seconds / FRAME_SECONDS)
-        self._odd_byte = b""
+        self._backlog_frames = round(BACKLOG_SECONDS / FRAME_SECONDS)
+        self._caught_up_frames = round(CAUGHT_UP_SECONDS / FRAME_SECONDS)
+        self._catching_up = False
+        self._quiet_kept_frames = round(QUIET_KEPT_SECONDS / FRAME_SECONDS)
+        self._quiet_run = 0  # quiet frames just sent while catching up
         self._clock = clock
         self._sleep = sleep
-        self._start: float | None = None
-        self._sent_since_start = 0
+        self._due: float | None = None  # when the next frame is due
         self._pts = 0
-        self._silence = bytes(OUTBOUND_FRAME_SAMPLES * SAMPLE_WIDTH)
+        self._silence = bytes(self._frame_bytes)
         self._running = asyncio.Event()
         self._running.set()
         self.frames_sent = 0
         self.voiced_frames_sent = 0
-        self.dropped_frames = 0
+        self.dropped_frames = 0  # fed audio dropped: the buffer overflowed
+        self.skipped_frames = 0  # fed silence dropped to catch up
 
     @property
     def paused(self) -> bool:
@@ -186,31 +230,37 @@ class MicrophoneTrack(MediaStreamTrack):
 
     def feed(self, pcm: bytes) -> None:
         """Queue PCM (s16 mono at ``input_rate``); any chunk size."""
-        data = self._odd_byte + pcm
-        # Keep a lone trailing byte for the next call: half a sample is not a sample.
-        if len(data) % SAMPLE_WIDTH:
-            self._odd_byte, data = data[-1:], data[:-1]
-        else:
-            self._odd_byte = b""
-        self._queue(self._resampler.feed_pcm(data, self.input_rate))
+        # A lone trailing byte waits for the next call: half a sample is not a sample.
+        self._pending += pcm
+        self._queue()
 
     def flush(self) -> None:
         """Push out everything fed so far (the last frame padded with silence)."""
-        self._odd_byte = b""
-        self._queue(self._resampler.flush(pad=True))
+        pending = self._pending
+        del pending[len(pending) - len(pending) % SAMPLE_WIDTH :]  # a lone byte
+        if pending:
+            pending += bytes(-len(pending) % self._frame_bytes)
+        self._queue()
 
     def clear(self) -> None:
         """Drop audio fed but not sent yet."""
         self._frames.clear()
-        self._odd_byte = b""
-        self._resampler.reset()
+        self._pending.clear()
 
-    def _queue(self, frames: list[bytes]) -> None:
-        self._frames.extend(frames)
+    def _queue(self) -> None:
+        pending, size = self._pending, self._frame_bytes
+        count = len(pending) // size
+        if not count:
+            return
+        self._frames.extend(
+            bytes(pending[i * size : (i + 1) * size]) for i in range(count)
+        )
+        del pending[: count * size]
         overflow = len(self._frames) - self._max_frames
         if overflow > 0:
             # Nobody is sending (detached track): keep the newest audio, bounded.
-            del self._frames[:overflow]
+            for _ in range(overflow):
+                self._frames.popleft()
             self.dropped_frames += overflow
 
     async def recv(self) -> av.AudioFrame:
@@ -222,30 +272,48 @@ class MicrophoneTrack(MediaStreamTrack):
             if self.readyState != "live":
                 raise MediaStreamError
         now = self._clock()
-        if self._start is None or now - self._due() > MAX_LAG_SECONDS:
-            self._start = now
-            self._sent_since_start = 0
-        delay = self._due() - now
+        if self._due is None or now - self._due > MAX_LAG_SECONDS:
+            self._due = now
+        delay = self._due - now
         if delay > 0:
             await self._sleep(delay)
         if self.readyState != "live":
             raise MediaStreamError
-        self._sent_since_start += 1
-        if self._frames:
-            pcm = self._frames.pop(0)
-            self.voiced_frames_sent += 1
-        else:
-            pcm = self._silence
-        frame = pcm_frame(pcm, OUTBOUND_RATE)
+        pcm = self._next_pcm()
+        frame = pcm_frame(pcm, self.input_rate)
         frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, OUTBOUND_RATE)
-        self._pts += OUTBOUND_FRAME_SAMPLES
+        frame.time_base = self._time_base
+        self._pts += self._frame_samples
         self.frames_sent += 1
         return frame
 
-    def _due(self) -> float:
-        assert self._start is not None
-        return self._start + self._sent_since_start * FRAME_SECONDS
+    def _next_pcm(self) -> bytes:
+        """The next frame's PCM; schedules the one after (sooner while catching up)."""
+        assert self._due is not None
+        frames = self._frames
+        if len(frames) > self._backlog_frames:
+            self._catching_up = True
+        elif len(frames) <= self._caught_up_frames:
+            self._catching_up = False
+        if not self._catching_up:
+            self._quiet_run = 0
+            self._due += FRAME_SECONDS
+            if not frames:
+                return self._silence
+            self.voiced_frames_sent += 1
+            return frames.popleft()
+        # Behind: skip the backlog's long silences, send the rest faster.
+        self._due += FRAME_SECONDS / CATCH_UP_SPEED
+        while len(frames) > self._caught_up_frames and is_quiet(frames[0]):
+            if self._quiet_run < self._quiet_kept_frames:
+                self._quiet_run += 1
+                break
+            frames.popleft()
+            self.skipped_frames += 1
+        else:
+            self._quiet_run = 0
+        self.voiced_frames_sent += 1
+        return frames.popleft()
 
 
 class AudioSubscription:
