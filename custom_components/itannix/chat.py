@@ -140,9 +140,20 @@ class TurnStream:
     async def deltas(self) -> AsyncIterator[conversation.AssistantContentDeltaDict]:
         """The reply as chat log deltas."""
         yield {"role": "assistant"}
+        # The reply's text runs on across a tool call with a space between its parts;
+        # the message after the call starts with its first word, not that space.
+        begun = False
         while (item := await self._queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
+            if "role" in item:
+                begun = False
+            elif "content" in item and not begun:
+                text = (item["content"] or "").lstrip()
+                if not text:
+                    continue
+                item = {"content": text}
+                begun = True
             yield item
 
     def resolve(self, content: Any) -> None:

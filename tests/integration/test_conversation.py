@@ -7,6 +7,7 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant.components import conversation
+from homeassistant.components.conversation import AssistantContent
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_LLM_HASS_API
 from homeassistant.core import Context, HomeAssistant
@@ -15,6 +16,7 @@ from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
+from custom_components.itannix.compat import stored_chat_log
 from custom_components.itannix.const import CONF_IDLE_TIMEOUT, DOMAIN
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 
@@ -146,6 +148,7 @@ async def _turn_on_the_kitchen_light(hass: HomeAssistant, emulator: Emulator) ->
     emulator.assistant("default").add_turn(
         Turn(
             user_text="Turn on the kitchen light",
+            reply="Turning on the kitchen light.",
             function_calls=[
                 FunctionCallSpec(
                     name=turn_on,
@@ -159,7 +162,14 @@ async def _turn_on_the_kitchen_light(hass: HomeAssistant, emulator: Emulator) ->
     result = await say(hass, "Turn on the kitchen light")
 
     assert hass.states.get("light.kitchen_light").state == "on"
+    # The answer after the tool call, from its first word (no space carried over).
     assert speech(result) == "The kitchen light is on."
+    chat_log = stored_chat_log(hass, result.conversation_id)
+    assert chat_log is not None
+    assert [c.content for c in chat_log.content if isinstance(c, AssistantContent)] == [
+        "Turning on the kitchen light.",
+        "The kitchen light is on.",
+    ]
     session = conversation_peers(emulator)[-1]
     # Home Assistant's tools were offered next to the assistant's own.
     offered = {
