@@ -63,9 +63,15 @@ def requested_format(options: Mapping[str, Any]) -> AudioFormat | None:
     handed over in a container other than the one asked for, so that Home Assistant
     converts it with every option.
     """
-    if not ENTITY_MAKES_FORMAT or not (
-        extension := options.get(tts.ATTR_PREFERRED_FORMAT)
-    ):
+    extension = options.get(tts.ATTR_PREFERRED_FORMAT)
+    if not ENTITY_MAKES_FORMAT:
+        # Home Assistant converts unless WAV and nothing more was asked for. Its ffmpeg
+        # holds a live WAV stream back for seconds (as measured here, to its end); a
+        # FLAC one it converts from a few hundred milliseconds in.
+        if extension == WAV and not any(options.get(o) for o in _SAMPLE_OPTIONS):
+            return None
+        return AudioFormat(FLAC, SAMPLE_RATE)
+    if not extension:
         return None
     asked = AudioFormat(
         str(extension),
@@ -217,15 +223,15 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
     ) -> tuple[str, bytes]:
         """Synthesized audio in the sample format asked for, when it is our part.
 
-        Home Assistant converts a container other than the one asked for itself; one
-        that is already the asked container it passes on as it is, so its sample
-        format is made here.
+        Home Assistant converts a container other than the one asked for itself; on
+        2026.11 one that is already the asked container it passes on as it is, so its
+        sample format is made here. (Before, it converts whole files itself.)
         """
-        target = requested_format(options)
         if (
-            target is None
+            not ENTITY_MAKES_FORMAT
             or extension != options.get(tts.ATTR_PREFERRED_FORMAT)
             or not any(options.get(option) for option in _SAMPLE_OPTIONS)
+            or (target := requested_format(options)) is None
         ):
             return extension, data
         try:
