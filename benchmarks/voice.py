@@ -47,7 +47,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
             "format, vs the bare realtime library, against the emulator."
         ),
     )
-    parser.add_argument("--turns", type=int, help="rounds of turns (default 6)")
+    parser.add_argument("--turns", type=int, help="rounds of turns (default 5)")
     parser.add_argument(
         "--quick", action="store_true", help="1 round, no warm-up (a smoke run)"
     )
@@ -56,7 +56,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--table", type=Path, nargs="+", help="print these lanes' samples side by side"
     )
     args = parser.parse_args(argv)
-    turns, warmups = (1, 0) if args.quick else (6, 1)
+    turns, warmups = (1, 0) if args.quick else (5, 1)
     args.turns = args.turns or turns
     args.warmups = warmups
     if args.turns < 1:
