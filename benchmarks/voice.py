@@ -144,6 +144,12 @@ def _rows(s: dict[str, Any]) -> list[Row]:
         converted = kinds.get(f"{kind.key}/converted")
         rows += [
             (
+                f"{kind.label}: HA asks our TTS for it, median",
+                k.get("asked"),
+                None,
+                median,
+            ),
+            (
                 f"{kind.label}: voice leaves our TTS, median",
                 k["exit"],
                 s["bare"],

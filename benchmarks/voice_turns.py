@@ -15,6 +15,7 @@ event (in the turn's session):
 
 - ``service``: the emulator's first reply audio frame (``output_audio_buffer.started``);
 - ``done``: its ``response.done`` (the reply's text is complete);
+- ``asked``: Home Assistant asks our TTS entity for the stream (its TTS stage starts);
 - ``exit``: the first voiced audio leaving our TTS entity's stream (as encoded for the
   satellite);
 - ``satellite``: the first voiced audio the satellite has (decoded as it arrives);
@@ -171,6 +172,9 @@ class _StreamExit:
 
     def __init__(self) -> None:
         self.at: float | None = None
+        # When Home Assistant asked the entity for the stream (its TTS stage started:
+        # a streamed reply once its text passed 60 characters).
+        self.asked: float | None = None
 
     def install(self) -> None:
         """Wrap the entity's streams (the bench's own process only)."""
@@ -180,6 +184,8 @@ class _StreamExit:
         async def timed(
             entity: ItanniXTextToSpeech, request: TTSAudioRequest
         ) -> TTSAudioResponse:
+            if exits.asked is None:
+                exits.asked = time.monotonic()
             response = await original(entity, request)
             return TTSAudioResponse(response.extension, exits.watch(response.data_gen))
 
@@ -301,7 +307,7 @@ async def _turn_ours(
     emu.assistant().add_turn(Turn(transcript=TRANSCRIPT, reply=REPLY))
     mark = _EmulatorMark(emu)
     satellite.playback = None
-    exits.at = None
+    exits.at = exits.asked = None
     async with asyncio.timeout(STEP_TIMEOUT):
         await satellite.talk(speech)
         if satellite.playback is None:
@@ -315,11 +321,13 @@ async def _turn_ours(
     stt_text = satellite.event_data(PipelineEventType.STT_END)["stt_output"]["text"]
     assert stt_text == TRANSCRIPT, stt_text
     assert exits.at is not None, "no voice left our TTS stream"
+    assert exits.asked is not None
     stopped, _session = mark.stopped
     return {
         "stt": 1000 * (satellite.event_times[PipelineEventType.STT_END] - stopped),
         "service": 1000 * (mark.sent_at("output_audio_buffer.started") - stopped),
         "done": 1000 * (mark.sent_at("response.done") - stopped),
+        "asked": 1000 * (exits.asked - stopped),
         "exit": 1000 * (exits.at - stopped),
         "satellite": 1000 * (first_voice - stopped),
         "seconds": seconds,
@@ -382,7 +390,7 @@ async def _turn_bare(
 
 def _record(samples: Samples, key: str, turn: dict[str, float]) -> None:
     per_kind = samples.kinds.setdefault(
-        key, {"service": [], "done": [], "exit": [], "satellite": []}
+        key, {"service": [], "done": [], "asked": [], "exit": [], "satellite": []}
     )
     for name, values in per_kind.items():
         values.append(turn[name])

@@ -36,8 +36,8 @@ _SIGNATURES = ((b"RIFF", "wav"), (b"fLaC", "flac"), (b"OggS", "ogg"), (b"ID3", "
 # Home Assistant 2026.11 (the release that added PcmFormat) leaves the preferred format
 # options an entity lists in supported_options to that entity: no ffmpeg, which holds a
 # live stream back until it read ahead. Before, any sample format asked for made it
-# convert whatever the entity produced, so there the entity lists none and streams its
-# 16 kHz WAV as it is.
+# convert whatever the entity produced, so there the entity lists none of them (and
+# hands it what its ffmpeg starts on soonest: requested_format).
 ENTITY_MAKES_FORMAT: Final = hasattr(tts, "PcmFormat")
 _SAMPLE_OPTIONS: Final = (
     tts.ATTR_PREFERRED_SAMPLE_RATE,

@@ -16,7 +16,11 @@ METRICS = (
     "full-duplex audio CPU (% of one core)",
     "idle open session CPU (% of one core)",
 )
-VOICE_KINDS = ("ESPHome (WAV 16 kHz)", "Voice PE (FLAC 48 kHz)", "Wyoming (WAV 22.05 kHz)")
+VOICE_KINDS = (
+    "ESPHome (WAV 16 kHz)",
+    "Voice PE (FLAC 48 kHz)",
+    "Wyoming (WAV 22.05 kHz)",
+)
 VOICE_METRICS = (
     "end of speech -> STT result, median",
     "service: end of speech -> first reply frame sent, median",
