@@ -8,9 +8,10 @@ everywhere.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, Final
 
+import av
 from homeassistant.components import tts
 from homeassistant.components.tts.entity import TTSAudioRequest, TTSAudioResponse
 from homeassistant.core import HomeAssistant
@@ -18,6 +19,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.generated.languages import LANGUAGES
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .audio_format import FLAC, WAV, AudioFormat, encode_wav_stream, transcode
 from .audio_relay import async_get_relay
 from .const import CONF_MEDIA_PLAYER, CONF_VOICE, DOMAIN, LOGGER
 from .entity import ItanniXEntity
@@ -31,6 +33,20 @@ PARALLEL_UPDATES = 0
 # What the REST API's audio URL serves, told apart by its first bytes.
 _SIGNATURES = ((b"RIFF", "wav"), (b"fLaC", "flac"), (b"OggS", "ogg"), (b"ID3", "mp3"))
 
+# Home Assistant 2026.11 (the release that added PcmFormat) leaves the preferred format
+# options an entity lists in supported_options to that entity: no ffmpeg, which holds a
+# live stream back until it read ahead. Before, any sample format asked for made it
+# convert whatever the entity produced, so there the entity lists none of them (and
+# hands it what its ffmpeg starts on soonest: requested_format).
+ENTITY_MAKES_FORMAT: Final = hasattr(tts, "PcmFormat")
+_SAMPLE_OPTIONS: Final = (
+    tts.ATTR_PREFERRED_SAMPLE_RATE,
+    tts.ATTR_PREFERRED_SAMPLE_CHANNELS,
+    tts.ATTR_PREFERRED_SAMPLE_BYTES,
+)
+_FORMAT_OPTIONS: Final = (tts.ATTR_PREFERRED_FORMAT, *_SAMPLE_OPTIONS)
+_NATIVE: Final = AudioFormat(WAV, SAMPLE_RATE)
+
 
 def audio_extension(data: bytes) -> str:
     """The file type of synthesized audio (MP3 frames have no fixed magic)."""
@@ -38,6 +54,42 @@ def audio_extension(data: bytes) -> str:
         if data.startswith(magic):
             return extension
     return "mp3"
+
+
+def requested_format(options: Mapping[str, Any]) -> AudioFormat | None:
+    """What the entity hands Home Assistant for these options (None: 16 kHz WAV).
+
+    A format it cannot encode (another container, sample width or channel count) is
+    handed over in a container other than the one asked for, so that Home Assistant
+    converts it with every option.
+    """
+    extension = options.get(tts.ATTR_PREFERRED_FORMAT)
+    if not ENTITY_MAKES_FORMAT:
+        # Home Assistant converts unless WAV and nothing more was asked for. Its ffmpeg
+        # holds a live WAV stream back for seconds (as measured here, to its end); a
+        # FLAC one it converts from a few hundred milliseconds in.
+        if extension == WAV and not any(options.get(o) for o in _SAMPLE_OPTIONS):
+            return None
+        return AudioFormat(FLAC, SAMPLE_RATE)
+    if not extension:
+        return None
+    asked = AudioFormat(
+        str(extension),
+        int(options.get(tts.ATTR_PREFERRED_SAMPLE_RATE) or SAMPLE_RATE),
+        int(options.get(tts.ATTR_PREFERRED_SAMPLE_CHANNELS) or 1),
+    )
+    if asked.producible and int(options.get(tts.ATTR_PREFERRED_SAMPLE_BYTES) or 2) == 2:
+        return asked
+    return AudioFormat(FLAC if asked.extension == WAV else WAV, SAMPLE_RATE)
+
+
+def _in_format(
+    wav: AsyncGenerator[bytes], target: AudioFormat | None
+) -> TTSAudioResponse:
+    """Our 16 kHz WAV stream, encoded to ``target`` as it comes."""
+    if target is None or target == _NATIVE:
+        return TTSAudioResponse(WAV, wav)
+    return TTSAudioResponse(target.extension, encode_wav_stream(wav, target))
 
 
 async def async_setup_entry(
@@ -57,7 +109,10 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
     def __init__(self, entry: ItanniXConfigEntry) -> None:
         """Initialize the entity."""
         super().__init__(entry, "tts")
-        self._attr_supported_options = [tts.ATTR_VOICE]
+        self._attr_supported_options = [
+            tts.ATTR_VOICE,
+            *(_FORMAT_OPTIONS if ENTITY_MAKES_FORMAT else ()),
+        ]
         self._voices: list[Voice] = []
 
     @property
@@ -94,6 +149,7 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
     ) -> TTSAudioResponse:
         """Play the current spoken turn's own voice; synthesize anything else."""
         voice = current_turn()
+        target = requested_format(request.options)
         # The spoken turn decides: its reply's own voice, or the text synthesized
         # (another agent's reply, or the error of a turn that failed).
         if (
@@ -102,8 +158,8 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
             and (audio := voice.tts_stream()) is not None
         ):
             if player := self.entry.options.get(CONF_MEDIA_PLAYER):
-                return self._play_elsewhere(voice, audio, player)
-            return TTSAudioResponse("wav", audio)
+                return _in_format(self._play_elsewhere(voice, audio, player), target)
+            return _in_format(audio, target)
         message = "".join([chunk async for chunk in request.message_gen])
         extension, data = await self.async_get_tts_audio(
             message, request.language, request.options
@@ -120,10 +176,10 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
 
     def _play_elsewhere(
         self, voice: VoiceTurn, audio: AsyncGenerator[bytes], player: str
-    ) -> TTSAudioResponse:
+    ) -> AsyncGenerator[bytes]:
         """Send the reply's voice to the chosen media player.
 
-        The satellite gets a moment of silence instead of a second copy.
+        The satellite gets a moment of silence (16 kHz WAV) instead of a second copy.
         """
         url = async_get_relay(self.hass).async_register(
             lambda: audio, "audio/wav", voice.finish
@@ -135,7 +191,7 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
         async def silence() -> AsyncGenerator[bytes]:
             yield wav_file(bytes(SAMPLE_RATE // 10 * 2))
 
-        return TTSAudioResponse("wav", silence())
+        return silence()
 
     async def async_get_tts_audio(
         self, message: str, language: str, options: dict[str, Any]
@@ -160,4 +216,30 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
                 translation_key="tts_failed_reason",
                 translation_placeholders={"error": err.message},
             ) from err
-        return audio_extension(data), data
+        return await self._async_conform(audio_extension(data), data, options)
+
+    async def _async_conform(
+        self, extension: str, data: bytes, options: dict[str, Any]
+    ) -> tuple[str, bytes]:
+        """Synthesized audio in the sample format asked for, when it is our part.
+
+        Home Assistant converts a container other than the one asked for itself; on
+        2026.11 one that is already the asked container it passes on as it is, so its
+        sample format is made here. (Before, it converts whole files itself.)
+        """
+        if (
+            not ENTITY_MAKES_FORMAT
+            or extension != options.get(tts.ATTR_PREFERRED_FORMAT)
+            or not any(options.get(option) for option in _SAMPLE_OPTIONS)
+            or (target := requested_format(options)) is None
+        ):
+            return extension, data
+        try:
+            data = await self.hass.async_add_executor_job(transcode, data, target)
+        except (av.FFmpegError, ValueError, IndexError) as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="tts_failed_reason",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        return target.extension, data
