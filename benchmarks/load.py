@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 import os
 import re
 import secrets
-import signal
 import statistics
-import sys
 import tracemalloc
 import uuid
 
@@ -36,6 +34,7 @@ import aiohttp
 from custom_components.itannix.realtime import Credentials, ItanniXClient
 from tests.emulator.loopback import restrict_ice_to_loopback
 
+from .cli import run_and_print
 from .load_backlog import BacklogSample, Utterances, backlog_sample
 from .load_memory import (
     Growth,
@@ -477,27 +476,9 @@ def _goals(r: Results) -> list[str]:
     return lines
 
 
-async def _main(options: Options) -> Results:
-    # SIGTERM cancels the run like Ctrl-C does, so every helper process is stopped.
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await _measure(options)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its table."""
-    options = _parse_args(argv)
-    try:
-        results = asyncio.run(_main(options))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.stderr.write("interrupted: helper processes stopped\n")
-        sys.exit(130)
-    sys.stdout.write(_table(options, results) + "\n")
+    run_and_print(_measure, _table, _parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 import os
 import re
 import secrets
-import signal
-import sys
 import uuid
 
 import aiohttp
@@ -31,6 +29,7 @@ from custom_components.itannix.realtime import Credentials, ItanniXClient
 from tests.emulator.loopback import restrict_ice_to_loopback
 from tests.network import NetworkProfile
 
+from .cli import run_and_print
 from .measure import FarEndClock, median, p90
 from .processes import ServerProcess
 from .scenarios import (
@@ -400,27 +399,9 @@ def _avg(values: Iterable[int]) -> str:
     return f"{sum(items) / max(1, len(items)):.0f}"
 
 
-async def _main(options: Options) -> Results:
-    # SIGTERM cancels the run like Ctrl-C does, so every helper process is stopped.
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await _measure(options)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its table."""
-    options = _parse_args(argv)
-    try:
-        results = asyncio.run(_main(options))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.stderr.write("interrupted: helper processes stopped\n")
-        sys.exit(130)
-    sys.stdout.write(_table(options, results) + "\n")
+    run_and_print(_measure, _table, _parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 import re
-import signal
-import subprocess
-import sys
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .runner import run_quick_bench, table_rows
+
 _NUMBER = re.compile(r"-?\d+(\.\d+)?|nan")
 # --quick: 1 and 2 concurrent sessions, 20 turns, 5 sessions opened and closed.
 METRICS = (
@@ -38,39 +34,10 @@ METRICS = (
 )
 
 
-def _run_quick_load_bench() -> str:
-    # Its own process group: on any failure the bench and its helper processes (the
-    # emulator, the bare answerer) go down together.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.load", "--quick"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=150)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert proc.returncode == 0, err[-3000:]
-    return out
-
-
-def _rows(out: str) -> dict[str, list[str]]:
-    return {
-        cells[0]: cells[1:]
-        for line in out.splitlines()
-        if len(cells := [c.strip() for c in line.split("|")]) == 4
-    }
-
-
 def test_quick_load_bench_prints_the_table() -> None:
     """Every figure is there, beside its baseline, and what it says holds up."""
-    out = _run_quick_load_bench()
-    rows = _rows(out)
+    out = run_quick_bench("benchmarks.load", timeout=150)
+    rows = table_rows(out)
     assert rows.get("metric") == ["ours", "baseline", "ratio"], out
     for metric in METRICS:
         assert metric in rows, (metric, out)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 import re
-import signal
-import subprocess
-import sys
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .runner import run_quick_bench, table_rows
+
 METRICS = (
     "set-up, loopback, median (ms)",
     "set-up, loopback, p90 (ms)",
@@ -51,41 +47,9 @@ VOICE_METRICS = (
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 
 
-def _run_quick_bench(
-    module: str = "benchmarks.realtime", *args: str, timeout: float = 90
-) -> str:
-    # Its own process group: on any failure the bench and its helper processes (the
-    # emulator, the bare answerer, the voice bench's Home Assistant) go down together.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--quick", *args],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert proc.returncode == 0, err[-3000:]
-    return out
-
-
-def _rows(out: str, cells_after: int = 3) -> dict[str, list[str]]:
-    """Table rows by metric: the first ``cells_after`` cells after the name."""
-    return {
-        cells[0]: cells[1 : 1 + cells_after]
-        for line in out.splitlines()
-        if len(cells := [c.strip() for c in line.split("|")]) == 1 + cells_after
-    }
-
-
 def test_quick_bench_prints_the_table() -> None:
-    out = _run_quick_bench("benchmarks.realtime", "--network", NETWORK)
-    rows = _rows(out, cells_after=5)
+    out = run_quick_bench("benchmarks.realtime", "--network", NETWORK)
+    rows = table_rows(out, cells_after=5)
     assert rows.get("metric") == ["ours", "baseline", "ratio", "goal", "met"], out
     for metric in METRICS:
         assert metric in rows, out
@@ -109,8 +73,8 @@ def test_quick_voice_bench_prints_the_table() -> None:
     """Spoken turns through Home Assistant and the bare library give latency figures."""
     # Seven spoken turns on 2026.11 (each satellite kind, also with Home Assistant
     # converting), four on 2025.12, each playing its reply out.
-    out = _run_quick_bench("benchmarks.voice", timeout=180)
-    rows = _rows(out)
+    out = run_quick_bench("benchmarks.voice", timeout=180)
+    rows = table_rows(out)
     assert rows.get("") == ["ours", "bare", "ratio"], out
     for metric in VOICE_METRICS:
         assert metric in rows, out
