@@ -8,6 +8,7 @@ import fractions
 import math
 from typing import Final
 
+import aiohttp
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -160,3 +161,14 @@ class BarePeer:
         self.tone.stop()
         await self.drain.stop()
         await self.pc.close()
+
+
+async def post_offer(http: aiohttp.ClientSession, answerer_url: str, offer: str) -> str:
+    """Send an SDP offer to the bare answerer (``benchmarks/answerer.py``); its answer."""
+    async with http.post(
+        f"{answerer_url}/offer",
+        data=offer,
+        headers={"Content-Type": "application/sdp"},
+    ) as resp:
+        resp.raise_for_status()
+        return await resp.text()

@@ -27,7 +27,7 @@ from aiortc import RTCPeerConnection
 
 from custom_components.itannix.realtime import ItanniXClient, RealtimeSession
 
-from .bare import BarePeer
+from .bare import BarePeer, post_offer
 
 STEP_TIMEOUT: Final = 60.0
 MIB: Final = 1024 * 1024
@@ -183,14 +183,7 @@ async def sessions_bare(
             peer = BarePeer()
             try:
                 async with asyncio.timeout(STEP_TIMEOUT):
-                    offer = await peer.offer()
-                    async with http.post(
-                        f"{answerer_url}/offer",
-                        data=offer,
-                        headers={"Content-Type": "application/sdp"},
-                    ) as resp:
-                        resp.raise_for_status()
-                        answer = await resp.text()
+                    answer = await post_offer(http, answerer_url, await peer.offer())
                     await peer.accept(answer)
                     await peer.wait_open()
             finally:

@@ -38,6 +38,7 @@ from custom_components.itannix.realtime import (
 )
 from custom_components.itannix.realtime.audio import Resampler
 
+from .bare import post_offer
 from .sources import MIC_RATE, RealTimeFeeder
 
 STEP_TIMEOUT: Final = 60.0
@@ -321,13 +322,7 @@ class _BareSession:
         self.channel = self.pc.createDataChannel("messages", ordered=True)
         self.channel.on("open", self._open.set)
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        async with http.post(
-            f"{url}/offer",
-            data=self.pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp"},
-        ) as resp:
-            resp.raise_for_status()
-            answer = await resp.text()
+        answer = await post_offer(http, url, self.pc.localDescription.sdp)
         await self.pc.setRemoteDescription(
             RTCSessionDescription(sdp=answer, type="answer")
         )

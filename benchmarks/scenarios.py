@@ -24,7 +24,7 @@ from custom_components.itannix.realtime import (
     RealtimeSession,
 )
 
-from .bare import BarePeer
+from .bare import BarePeer, post_offer
 from .measure import FarEndClock, cpu_percent
 from .sources import RealTimeFeeder
 
@@ -101,23 +101,11 @@ async def setup_bare(
         async with asyncio.timeout(STEP_TIMEOUT):
             far_end.reset()
             start = time.perf_counter()
-            await peer.accept(await _post_offer(http, answerer_url, await peer.offer()))
+            await peer.accept(await post_offer(http, answerer_url, await peer.offer()))
             await peer.wait_open()
             return SetupSample(1000 * (time.perf_counter() - start), far_end.ms)
     finally:
         await peer.close()
-
-
-async def _post_offer(
-    http: aiohttp.ClientSession, answerer_url: str, offer: str
-) -> str:
-    async with http.post(
-        f"{answerer_url}/offer",
-        data=offer,
-        headers={"Content-Type": "application/sdp"},
-    ) as resp:
-        resp.raise_for_status()
-        return await resp.text()
 
 
 # -- full duplex --------------------------------------------------------------------
@@ -248,7 +236,7 @@ async def duplex_bare(
     peer = BarePeer()
     try:
         async with asyncio.timeout(STEP_TIMEOUT + settle + seconds):
-            await peer.accept(await _post_offer(http, answerer_url, await peer.offer()))
+            await peer.accept(await post_offer(http, answerer_url, await peer.offer()))
             await peer.wait_open()
             await peer.drain.flowing.wait()
             await asyncio.sleep(settle)

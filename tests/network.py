@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 # As aioice sizes its own sockets: a burst must not overflow a loopback buffer.
 _SOCKET_BUFFER = 1 << 20
@@ -283,3 +284,19 @@ async def relay_answer(
         lines.append(f"{match[1]}{match['host']} {relay.port}{match[4]}")
     ending = "\r\n" if "\r\n" in sdp else "\n"
     return ending.join(lines) + ending, list(relays.values())
+
+
+class NoSuchNameResolver(AbstractResolver):
+    """A resolver that knows no name, as a DNS server answering NXDOMAIN does.
+
+    For an aiohttp connector: a lookup costs no network and fails as a typo does.
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Fail, as for a name that does not exist."""
+        raise OSError(socket.EAI_NONAME, "Domain name not found")
+
+    async def close(self) -> None:
+        """Nothing to close."""

@@ -11,7 +11,6 @@ from unittest.mock import patch
 import uuid
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     SOURCE_USER,
@@ -40,6 +39,7 @@ from custom_components.itannix.const import (
 )
 from custom_components.itannix.secret_store import get_secret_store
 from tests.emulator import Emulator
+from tests.network import NoSuchNameResolver
 
 from .conftest import CLIENT_ID, user_input
 from .helpers import enroll_elsewhere
@@ -354,25 +354,13 @@ async def test_blocked_media_is_not_called_unreachable(
         await far_end.close()
 
 
-class _NoSuchName(AbstractResolver):
-    """A resolver that knows no name, as a DNS server answering NXDOMAIN does."""
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        raise OSError(socket.EAI_NONAME, "Domain name not found")
-
-    async def close(self) -> None:
-        """Nothing to close."""
-
-
 async def test_a_server_name_that_does_not_resolve(
     hass: HomeAssistant, emulator: Emulator
 ) -> None:
     """A typo in the host reads as such, not as aiohttp's "ssl:default [...]"."""
     flow_id = await _start(hass)
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=_NoSuchName())
+        connector=aiohttp.TCPConnector(resolver=NoSuchNameResolver())
     )
     try:
         with patch(

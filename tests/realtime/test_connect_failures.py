@@ -12,7 +12,6 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 import pytest
 
 from custom_components.itannix.realtime import (
@@ -22,21 +21,10 @@ from custom_components.itannix.realtime import (
     ItanniXClient,
     RealtimeConnection,
 )
+from tests.network import NoSuchNameResolver
 
 if TYPE_CHECKING:
     from tests.emulator import Emulator
-
-
-class _NoSuchName(AbstractResolver):
-    """A resolver that knows no name, as a DNS server answering NXDOMAIN does."""
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        raise OSError(socket.EAI_NONAME, "Domain name not found")
-
-    async def close(self) -> None:
-        """Nothing to close."""
 
 
 async def _connect_error(client: ItanniXClient, **options: Any) -> CannotConnectError:
@@ -48,7 +36,7 @@ async def _connect_error(client: ItanniXClient, **options: Any) -> CannotConnect
 
 
 async def test_unresolvable_name(credentials: Credentials) -> None:
-    connector = aiohttp.TCPConnector(resolver=_NoSuchName())
+    connector = aiohttp.TCPConnector(resolver=NoSuchNameResolver())
     async with aiohttp.ClientSession(connector=connector) as http:
         client = ItanniXClient(http, "https://api.itannix.test", credentials)
         err = await _connect_error(client)
