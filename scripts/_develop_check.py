@@ -46,6 +46,11 @@ HA_URL = "http://127.0.0.1:8123"
 CLIENT_ID = "http://localhost:8123/"
 AGENT = "conversation.itannix_assistant"
 PLAYER = "media_player.dev_speaker"
+# Where a media player fetches a live reply from, and who serves it there.
+LIVE_REPLY_PATHS = (
+    ("/api/tts_proxy/", "Home Assistant's TTS proxy"),
+    ("/api/itannix/audio/", "the integration's relay"),
+)
 SATELLITE = "assist_satellite.dev_satellite"
 SATELLITE_PIPELINE = "select.dev_satellite_assistant"
 START_TIMEOUT = 600.0
@@ -367,10 +372,10 @@ async def wyoming_satellite(
     )
     heard = await playback(before, "the Wyoming satellite to announce")
     step(f"itannix.start_conversation on {SATELLITE} -> {heard}")
-    await relayed_reply(http, auth, directory, pcm)
+    await live_reply_on_player(http, auth, directory, pcm)
 
 
-async def relayed_reply(
+async def live_reply_on_player(
     http: aiohttp.ClientSession, auth: dict[str, str], directory: Path, pcm: bytes
 ) -> None:
     """With the Dev speaker in the options, a spoken reply plays there instead.
@@ -423,15 +428,25 @@ async def relayed_reply(
         now = await attributes()
         return now if now and now["plays"] > before["plays"] else None
 
-    now = await poll(f"{PLAYER} to play the relayed reply", played, STEP_TIMEOUT)
-    if "/api/itannix/audio/" not in str(now["last_media"]) or now["last_bytes"] < 20000:
+    now = await poll(f"{PLAYER} to play the live reply", played, STEP_TIMEOUT)
+    # Home Assistant 2026.11 serves it from its TTS proxy; before, the integration's
+    # relay does.
+    served_by = next(
+        (
+            name
+            for path, name in LIVE_REPLY_PATHS
+            if path in str(now["last_media"])
+        ),
+        None,
+    )
+    if served_by is None or now["last_bytes"] < 20000:
         raise CheckFailedError(
             f"{PLAYER} played {now['last_media']} ({now['last_bytes']} bytes), "
-            "not the relayed reply"
+            "not the live reply"
         )
     step(
         f"with {PLAYER} in the options, a spoken reply on the Wyoming satellite played "
-        f"there: {now['last_bytes']} bytes from the relay"
+        f"there: {now['last_bytes']} bytes from {served_by}"
     )
 
 

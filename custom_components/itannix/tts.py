@@ -19,14 +19,20 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.generated.languages import LANGUAGES
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .audio_format import FLAC, WAV, AudioFormat, encode_wav_stream, transcode
-from .audio_relay import async_get_relay
+from .audio_format import (
+    FLAC,
+    WAV,
+    AudioFormat,
+    encode_wav_stream,
+    transcode,
+    wav_header,
+)
 from .const import CONF_MEDIA_PLAYER, CONF_VOICE, DOMAIN, LOGGER
 from .entity import ItanniXEntity
-from .playback import async_play
+from .playback import async_live_media_id, async_play
 from .realtime import ItanniXError, Voice
 from .runtime import ItanniXConfigEntry
-from .voice import SAMPLE_RATE, VoiceTurn, current_turn, wav_file
+from .voice import SAMPLE_RATE, VoiceTurn, current_turn
 
 PARALLEL_UPDATES = 0
 
@@ -152,12 +158,13 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
         target = requested_format(request.options)
         # The spoken turn decides: its reply's own voice, or the text synthesized
         # (another agent's reply, or the error of a turn that failed).
+        player = self.entry.options.get(CONF_MEDIA_PLAYER)
         if (
             voice is not None
             and voice.entry is self.entry
-            and (audio := voice.tts_stream()) is not None
+            and (audio := voice.tts_stream(wav=not player)) is not None
         ):
-            if player := self.entry.options.get(CONF_MEDIA_PLAYER):
+            if player:
                 return _in_format(self._play_elsewhere(voice, audio, player), target)
             return _in_format(audio, target)
         message = "".join([chunk async for chunk in request.message_gen])
@@ -175,21 +182,20 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
         return TTSAudioResponse(extension or "mp3", data_gen())
 
     def _play_elsewhere(
-        self, voice: VoiceTurn, audio: AsyncGenerator[bytes], player: str
+        self, voice: VoiceTurn, pcm: AsyncGenerator[bytes], player: str
     ) -> AsyncGenerator[bytes]:
-        """Send the reply's voice to the chosen media player.
+        """Send the reply's voice (bare samples) to the chosen media player.
 
         The satellite gets a moment of silence (16 kHz WAV) instead of a second copy.
         """
-        url = async_get_relay(self.hass).async_register(
-            lambda: audio, "audio/wav", voice.finish
-        )
+        media_id = async_live_media_id(self.hass, pcm, SAMPLE_RATE, voice.finish)
         self.entry.async_create_background_task(
-            self.hass, async_play(self.hass, player, url), f"{DOMAIN} play reply"
+            self.hass, async_play(self.hass, player, media_id), f"{DOMAIN} play reply"
         )
 
         async def silence() -> AsyncGenerator[bytes]:
-            yield wav_file(bytes(SAMPLE_RATE // 10 * 2))
+            pcm = bytes(SAMPLE_RATE // 10 * 2)
+            yield wav_header(SAMPLE_RATE, 1, len(pcm)) + pcm
 
         return silence()
 

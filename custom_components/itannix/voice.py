@@ -34,7 +34,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 import json
-import struct
 from typing import Any, Final
 
 from homeassistant.components import conversation
@@ -43,6 +42,7 @@ from homeassistant.helpers import chat_session, llm
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util.ulid import ulid_now
 
+from .audio_format import wav_header
 from .chat import (
     TurnStream,
     async_prepare_session,
@@ -103,27 +103,6 @@ class VoiceState(StrEnum):
 _OVER: Final = frozenset({VoiceState.DONE, VoiceState.FAILED, VoiceState.ABANDONED})
 # The reply's own voice can be played from these states.
 _VOICED: Final = frozenset({VoiceState.REPLYING, VoiceState.REPLIED})
-
-
-def wav_header(sample_rate: int = SAMPLE_RATE) -> bytes:
-    """A WAV header for a 16-bit mono stream of unknown length."""
-    unknown = 0xFFFFFFFF
-    return (
-        b"RIFF"
-        + struct.pack("<I", unknown)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
-        + b"data"
-        + struct.pack("<I", unknown)
-    )
-
-
-def wav_file(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """A complete 16-bit mono WAV file."""
-    header = bytearray(wav_header(sample_rate))
-    struct.pack_into("<I", header, 4, 36 + len(pcm))
-    struct.pack_into("<I", header, 40, len(pcm))
-    return bytes(header) + pcm
 
 
 class VoiceTurn:
@@ -272,8 +251,10 @@ class VoiceTurn:
 
     # audio out
 
-    def tts_stream(self) -> AsyncGenerator[bytes] | None:
+    def tts_stream(self, *, wav: bool = True) -> AsyncGenerator[bytes] | None:
         """What the TTS stage plays: the reply's own voice, or None (synthesize).
+
+        A 16 kHz mono WAV stream, or its bare 16-bit samples without ``wav``.
 
         Not claimed by the conversation stage means another agent answered: our reply
         is not wanted. A failed or abandoned turn's text (an error) is not in its
@@ -285,12 +266,13 @@ class VoiceTurn:
             return None
         self.state = VoiceState.SPEAKING
         self._cancel_deadline()
-        return self._audio_stream()
+        return self._audio_stream(wav)
 
-    async def _audio_stream(self) -> AsyncGenerator[bytes]:
-        """The assistant's voice for this turn as a 16 kHz mono WAV stream."""
+    async def _audio_stream(self, wav: bool) -> AsyncGenerator[bytes]:
+        """The assistant's voice for this turn: 16 kHz mono 16-bit samples."""
         try:
-            yield wav_header()
+            if wav:
+                yield wav_header(SAMPLE_RATE, 1)
             async for chunk in self.turn.reply_audio():
                 yield chunk
         except ItanniXError as err:

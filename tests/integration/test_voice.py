@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from homeassistant.components import assist_pipeline, conversation, stt
+from homeassistant.components import assist_pipeline, conversation, media_source, stt
 from homeassistant.components.assist_pipeline import PipelineEventType
 from homeassistant.components.conversation.chat_log import async_subscribe_chat_logs
 from homeassistant.config_entries import ConfigEntry
@@ -25,6 +25,7 @@ from pytest_homeassistant_custom_component.typing import (
 from yarl import URL
 
 from custom_components.itannix.const import CONF_MEDIA_PLAYER, DOMAIN
+from custom_components.itannix.playback import HOME_ASSISTANT_SERVES_LIVE_AUDIO
 from tests.audio import decode_pcm16k, rms, silence, similarity, speak
 from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 from tests.emulator.voice import Synthesizer
@@ -48,6 +49,7 @@ async def pipeline_id(
     # Views register before the websocket client starts (and freezes) the web app.
     assert await async_setup_component(hass, "assist_satellite", {})
     assert await async_setup_component(hass, "media_player", {})
+    assert await async_setup_component(hass, "media_source", {})
     pipelines = [
         p
         for p in assist_pipeline.async_get_pipelines(hass)
@@ -441,7 +443,12 @@ async def test_replies_play_on_the_chosen_media_player(
     pipeline_id: str,
     tmp_path: Path,
 ) -> None:
-    """With a media player chosen, it announces the reply's voice from a signed URL."""
+    """With a media player chosen, it announces the reply's live voice.
+
+    On Home Assistant 2026.11 from Home Assistant's own TTS proxy (a TTS media source,
+    resolved by the player as for ``tts.speak``); before, from the integration's signed
+    single-use URL.
+    """
     await async_process_ha_core_config(hass, {"internal_url": "http://127.0.0.1:8123"})
     speaker = RecordingPlayer("Living room speaker")
     (satellite,) = await async_setup_satellites(
@@ -454,26 +461,73 @@ async def test_replies_play_on_the_chosen_media_player(
     await satellite.talk(utterance("What is the weather?", tmp_path))
 
     await until(lambda: bool(speaker.played))
-    ((url, options),) = speaker.played
+    ((media_id, options),) = speaker.played
     assert options.get("announce") is True
-    parsed = URL(url)
-    assert parsed.path.startswith("/api/itannix/audio/")
-    assert "authSig" in parsed.query
-    # Without the signature the audio is refused.
     anonymous = await hass_client_no_auth()
-    assert (await anonymous.get(parsed.path)).status == 401
-    response = await anonymous.get(parsed.path_qs)
-    assert response.status == 200
-    assert response.headers["Content-Type"] == "audio/wav"
+    if HOME_ASSISTANT_SERVES_LIVE_AUDIO:
+        assert media_id.startswith("media-source://tts/")
+        resolved = await media_source.async_resolve_media(hass, media_id, None)
+        assert resolved.mime_type == "audio/mpeg"
+        response = await anonymous.get(resolved.url)
+        assert response.status == 200
+    else:
+        parsed = URL(media_id)
+        assert parsed.path.startswith("/api/itannix/audio/")
+        assert "authSig" in parsed.query
+        # Without the signature the audio is refused.
+        assert (await anonymous.get(parsed.path)).status == 401
+        response = await anonymous.get(parsed.path_qs)
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "audio/wav"
     played = decode_pcm16k(await response.read())
     assert rms(played) > 500
     assert similarity(played, await reference_voice(reply)) > 0.6
-    # The URL serves once.
-    assert (await anonymous.get(parsed.path_qs)).status == 404
+    if not HOME_ASSISTANT_SERVES_LIVE_AUDIO:
+        # The URL serves once.
+        assert (await anonymous.get(parsed.path_qs)).status == 404
     # The satellite itself plays a moment of silence, not a second copy.
     on_satellite = await fetch_tts(hass_client, satellite)
     assert rms(on_satellite) < 50
     assert len(on_satellite) < 16_000  # under half a second
+
+
+async def test_each_reply_on_the_media_player_is_its_own_live_voice(
+    hass: HomeAssistant,
+    hass_client_no_auth: ClientSessionGenerator,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    pipeline_id: str,
+    tmp_path: Path,
+) -> None:
+    """Two replies in a row play two recordings: each turn's own voice, never a cache."""
+    await async_process_ha_core_config(hass, {"internal_url": "http://127.0.0.1:8123"})
+    speaker = RecordingPlayer("Living room speaker")
+    (satellite,) = await async_setup_satellites(
+        hass, "Hall satellite", players=[speaker]
+    )
+    await _choose_player(hass, config_entry, "media_player.living_room_speaker")
+    replies = ["It is sunny today.", "The kitchen light is on now, as you asked."]
+    emulator.assistant().add_turn(Turn(transcript="weather", reply=replies[0]))
+    emulator.assistant().add_turn(Turn(transcript="light", reply=replies[1]))
+    anonymous = await hass_client_no_auth()
+
+    heard: list[bytes] = []
+    for index, words in enumerate(["What is the weather?", "Turn on the light."]):
+        await satellite.talk(utterance(words, tmp_path))
+        await until(lambda index=index: len(speaker.played) > index)
+        media_id = speaker.played[index][0]
+        if media_source.is_media_source_id(media_id):
+            media_id = (await media_source.async_resolve_media(hass, media_id, None)).url
+        response = await anonymous.get(URL(media_id).path_qs)
+        assert response.status == 200
+        heard.append(decode_pcm16k(await response.read()))
+
+    assert len({item[0] for item in speaker.played}) == 2
+    for played, reply in zip(heard, replies, strict=True):
+        assert similarity(played, await reference_voice(reply)) > 0.6
+    assert similarity(heard[1], await reference_voice(replies[0])) < similarity(
+        heard[1], await reference_voice(replies[1])
+    )
 
 
 async def test_start_conversation_speaks_first_then_listens(
