@@ -432,11 +432,7 @@ async def live_reply_on_player(
     # Home Assistant 2026.11 serves it from its TTS proxy; before, the integration's
     # relay does.
     served_by = next(
-        (
-            name
-            for path, name in LIVE_REPLY_PATHS
-            if path in str(now["last_media"])
-        ),
+        (name for path, name in LIVE_REPLY_PATHS if path in str(now["last_media"])),
         None,
     )
     if served_by is None or now["last_bytes"] < 20000:

@@ -27,12 +27,11 @@ from .audio_format import (
     transcode,
     wav_header,
 )
-from .const import CONF_MEDIA_PLAYER, CONF_VOICE, DOMAIN, LOGGER
+from .const import CONF_VOICE, DOMAIN, LOGGER
 from .entity import ItanniXEntity
-from .playback import async_live_media_id, async_play
 from .realtime import ItanniXError, Voice
 from .runtime import ItanniXConfigEntry
-from .voice import SAMPLE_RATE, VoiceTurn, current_turn
+from .voice import SAMPLE_RATE, current_turn
 
 PARALLEL_UPDATES = 0
 
@@ -98,6 +97,12 @@ def _in_format(
     return TTSAudioResponse(target.extension, encode_wav_stream(wav, target))
 
 
+async def _silence() -> AsyncGenerator[bytes]:
+    """A tenth of a second of 16 kHz WAV silence."""
+    pcm = bytes(SAMPLE_RATE // 10 * 2)
+    yield wav_header(SAMPLE_RATE, 1, len(pcm)) + pcm
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: ItanniXConfigEntry,
@@ -158,15 +163,13 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
         target = requested_format(request.options)
         # The spoken turn decides: its reply's own voice, or the text synthesized
         # (another agent's reply, or the error of a turn that failed).
-        player = self.entry.options.get(CONF_MEDIA_PLAYER)
-        if (
-            voice is not None
-            and voice.entry is self.entry
-            and (audio := voice.tts_stream(wav=not player)) is not None
-        ):
-            if player:
-                return _in_format(self._play_elsewhere(voice, audio, player), target)
-            return _in_format(audio, target)
+        if voice is not None and voice.entry is self.entry:
+            # With a media player chosen, the voice plays there; the satellite gets a
+            # moment of silence instead of a second copy.
+            if voice.play_on_player():
+                return _in_format(_silence(), target)
+            if (audio := voice.tts_stream()) is not None:
+                return _in_format(audio, target)
         message = "".join([chunk async for chunk in request.message_gen])
         extension, data = await self.async_get_tts_audio(
             message, request.language, request.options
@@ -180,24 +183,6 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
             yield data
 
         return TTSAudioResponse(extension or "mp3", data_gen())
-
-    def _play_elsewhere(
-        self, voice: VoiceTurn, pcm: AsyncGenerator[bytes], player: str
-    ) -> AsyncGenerator[bytes]:
-        """Send the reply's voice (bare samples) to the chosen media player.
-
-        The satellite gets a moment of silence (16 kHz WAV) instead of a second copy.
-        """
-        media_id = async_live_media_id(self.hass, pcm, SAMPLE_RATE, voice.finish)
-        self.entry.async_create_background_task(
-            self.hass, async_play(self.hass, player, media_id), f"{DOMAIN} play reply"
-        )
-
-        async def silence() -> AsyncGenerator[bytes]:
-            pcm = bytes(SAMPLE_RATE // 10 * 2)
-            yield wav_header(SAMPLE_RATE, 1, len(pcm)) + pcm
-
-        return silence()
 
     async def async_get_tts_audio(
         self, message: str, language: str, options: dict[str, Any]

@@ -52,6 +52,7 @@ from .chat import (
 from .compat import stored_chat_log
 from .const import CONF_MEDIA_PLAYER, DOMAIN, LOGGER
 from .functions import CallContext
+from .playback import async_live_media_id, async_play
 from .prompt import TurnPrompt, async_spoken_turn_prompt
 from .realtime import (
     AudioTurn,
@@ -179,7 +180,17 @@ class VoiceTurn:
     def run_ended(self, _task: object = None) -> None:
         """The pipeline run is over: a voice nobody asked for yet soon never will be."""
         if self.state in (VoiceState.HEARD, VoiceState.REPLYING, VoiceState.REPLIED):
-            self._set_deadline(AFTER_RUN_CLAIM_TIMEOUT, self.abandon)
+            self._set_deadline(AFTER_RUN_CLAIM_TIMEOUT, self._never_asked)
+
+    @callback
+    def _never_asked(self) -> None:
+        """Home Assistant played its cached recording of the same words instead.
+
+        With a media player chosen, what it played on the satellite is the silence
+        cached with those words; the voice goes to the player all the same.
+        """
+        if not self.play_on_player():
+            self.abandon()
 
     @callback
     def fail(self, err: BaseException) -> None:
@@ -267,6 +278,23 @@ class VoiceTurn:
         self.state = VoiceState.SPEAKING
         self._cancel_deadline()
         return self._audio_stream(wav)
+
+    @callback
+    def play_on_player(self) -> bool:
+        """Play the reply's voice on the options' media player, if one is chosen.
+
+        SPEAKING from then on, as when the TTS stage takes it; False (and nothing
+        changed) when no player is chosen or there is no voice to play.
+        """
+        if not (player := self.entry.options.get(CONF_MEDIA_PLAYER)):
+            return False
+        if (pcm := self.tts_stream(wav=False)) is None:
+            return False
+        media_id = async_live_media_id(self.hass, pcm, SAMPLE_RATE, self.finish)
+        self.entry.async_create_background_task(
+            self.hass, async_play(self.hass, player, media_id), f"{DOMAIN} play reply"
+        )
+        return True
 
     async def _audio_stream(self, wav: bool) -> AsyncGenerator[bytes]:
         """The assistant's voice for this turn: 16 kHz mono 16-bit samples."""

@@ -517,7 +517,9 @@ async def test_each_reply_on_the_media_player_is_its_own_live_voice(
         await until(lambda index=index: len(speaker.played) > index)
         media_id = speaker.played[index][0]
         if media_source.is_media_source_id(media_id):
-            media_id = (await media_source.async_resolve_media(hass, media_id, None)).url
+            media_id = (
+                await media_source.async_resolve_media(hass, media_id, None)
+            ).url
         response = await anonymous.get(URL(media_id).path_qs)
         assert response.status == 200
         heard.append(decode_pcm16k(await response.read()))
@@ -528,6 +530,51 @@ async def test_each_reply_on_the_media_player_is_its_own_live_voice(
     assert similarity(heard[1], await reference_voice(replies[0])) < similarity(
         heard[1], await reference_voice(replies[1])
     )
+
+
+async def test_a_repeated_short_reply_still_plays_on_the_media_player(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    hass_client_no_auth: ClientSessionGenerator,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    pipeline_id: str,
+    tmp_path: Path,
+) -> None:
+    """The same short reply twice, with a media player chosen: it plays both times.
+
+    Home Assistant answers the second from its TTS cache (the satellite's moment of
+    silence of the first) without asking the TTS entity; the live voice still goes to
+    the player instead of being let go.
+    """
+    await async_process_ha_core_config(hass, {"internal_url": "http://127.0.0.1:8123"})
+    speaker = RecordingPlayer("Living room speaker")
+    (satellite,) = await async_setup_satellites(
+        hass, "Hall satellite", players=[speaker]
+    )
+    await _choose_player(hass, config_entry, "media_player.living_room_speaker")
+    reply = "You are welcome."
+    for _ in range(2):
+        emulator.assistant().add_turn(Turn(transcript="thanks", reply=reply))
+    anonymous = await hass_client_no_auth()
+
+    for index in range(2):
+        await satellite.talk(utterance("Thanks.", tmp_path))
+        assert satellite.reply() == reply
+        await until(lambda index=index: len(speaker.played) > index, timeout=10)
+        media_id = speaker.played[index][0]
+        if media_source.is_media_source_id(media_id):
+            media_id = (
+                await media_source.async_resolve_media(hass, media_id, None)
+            ).url
+        response = await anonymous.get(URL(media_id).path_qs)
+        assert response.status == 200
+        played = decode_pcm16k(await response.read())
+        assert similarity(played, await reference_voice(reply)) > 0.6
+        # The satellite itself has a moment of silence each time.
+        on_satellite = await fetch_tts(hass_client, satellite)
+        assert rms(on_satellite) < 50
+        await hass.async_block_till_done(wait_background_tasks=True)
 
 
 async def test_start_conversation_speaks_first_then_listens(
