@@ -331,10 +331,17 @@ class ItanniXClient:
     async def fetch_audio(self, url: str) -> bytes:
         """Download audio from a signed URL (the signature authenticates it).
 
-        No credentials go with it. Redirects are followed a few hops, each one checked
-        like the URL itself and never from https down to plain http.
+        No credentials go with it. The URL is checked like the base URL, and from an
+        https service never plain http (not even to this machine: the service must not
+        make Home Assistant fetch what listens on its own loopback). Redirects are
+        followed a few hops, each one checked the same way.
         """
-        target = validate_base_url(url)
+        try:
+            target = validate_base_url(url)
+        except InvalidUrlError:
+            raise ProtocolError("The audio URL is not an address allowed") from None
+        if self._base.scheme == "https" and target.scheme != "https":
+            raise ProtocolError("The audio URL of an https service is plain http")
         for _ in range(_MAX_AUDIO_REDIRECTS + 1):
             try:
                 async with self._session.get(
@@ -355,7 +362,7 @@ class ItanniXClient:
             except ItanniXError:
                 raise
             except (TimeoutError, aiohttp.ClientError, OSError) as err:
-                raise self._connect_error(err) from None
+                raise self._connect_error(err, target.host) from None
         raise ProtocolError("The audio URL redirects too often")
 
     async def _request(
@@ -396,8 +403,11 @@ class ItanniXClient:
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise self._connect_error(err) from None
 
-    def _connect_error(self, err: BaseException) -> CannotConnectError:
-        host = self.host
+    def _connect_error(
+        self, err: BaseException, host: str | None = None
+    ) -> CannotConnectError:
+        """What failed on the way to ``host`` (the service's, unless told another)."""
+        host = host or self.host
         reason = connect_failure(err)
         if reason is ConnectFailure.OTHER:
             detail = self.redact(str(err)) or type(err).__name__
