@@ -27,7 +27,11 @@ from custom_components.itannix.realtime import (
     ServerError,
 )
 from custom_components.itannix.realtime.client import _audio_redirect
-from custom_components.itannix.realtime.errors import InvalidUrlError, RedirectError
+from custom_components.itannix.realtime.errors import (
+    InvalidUrlError,
+    InvalidValueError,
+    RedirectError,
+)
 from custom_components.itannix.realtime.ice import GATHER_TIMEOUT
 from tests.hostile import DCEP_ACK, DCEP_OPEN, WEBRTC_DCEP, Answer, HostilePeer
 
@@ -226,6 +230,35 @@ async def test_audio_redirect_loop_is_bounded(
 def test_audio_redirect_not_followed(current: str, location: str) -> None:
     with pytest.raises(ProtocolError):
         _audio_redirect(URL(current), location)
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Evil: 1", "a\x00b", "caf\u00e9", "a b", ""])
+@pytest.mark.parametrize("field", ["client_id", "workspace_key", "assistant_id"])
+async def test_a_value_no_header_can_carry_is_refused_before_sending(
+    hostile: HostilePeer, http: aiohttp.ClientSession, field: str, value: str
+) -> None:
+    """Typed and named, never echoed, and nothing is sent (aiohttp raised ValueError)."""
+    if field != "client_id" and not value:
+        pytest.skip("an empty workspace key or assistant ID is simply not sent")
+    values = {"client_id": CLIENT_ID, "workspace_key": WORKSPACE_KEY, field: value}
+    with pytest.raises(InvalidValueError) as info:
+        ItanniXClient(
+            http,
+            hostile.url,
+            Credentials(values["client_id"], CLIENT_SECRET, values["workspace_key"]),
+            assistant_id=values.get("assistant_id"),
+        )
+    assert info.value.field == field
+    assert not value or value not in str(info.value)
+    assert hostile.requests == []
+
+
+async def test_assistant_id_is_sent_trimmed(
+    hostile: HostilePeer, http: aiohttp.ClientSession
+) -> None:
+    client = ItanniXClient(http, hostile.url, CREDENTIALS, assistant_id=" asst_1\n")
+    await client.create_session()
+    assert hostile.requests[-1].headers["X-Assistant-Id"] == "asst_1"
 
 
 # -- Garbage answers --------------------------------------------------------------
