@@ -4,9 +4,12 @@ Ten conversations type to the assistant side by side; every turn makes one funct
 call that an automation answers. Nothing may be lost: every turn answered, every call
 answered exactly once with the automation's answer, every peer freed after unload.
 
-It runs at full size (10 x 50 turns, about 40 s on the newest lane, where the test
-harness's asyncio debug mode slows everything); ``ITANNIX_SOAK_TURNS`` changes the
-number of turns per conversation. Before the fixes for the load it exposed, the same run
+It runs at full size (10 x 50 turns, 20-30 s on the newest lane, where the test
+harness's asyncio debug mode slows everything, 5-6 s on the oldest) and prints its
+figures (run with ``-s``); ``ITANNIX_SOAK_TURNS`` changes the number of turns per
+conversation. What RSS grows by is the harness's own records (the emulator keeps every
+event it received, caplog every line) and Home Assistant's chat logs: traced, the
+library's allocations are all freed at unload. Before the fixes for the load it exposed, the same run
 lost 28-41 function outputs and failed 37-58 turns, as sessions dropped together.
 """
 
