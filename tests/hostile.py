@@ -30,8 +30,12 @@ from aiortc.mediastreams import AudioStreamTrack
 from tests.emulator.loopback import restrict_ice_to_loopback
 from tests.network import NetworkProfile, UdpRelay, relay_answer
 
-# aiortc's payload protocol identifier of a data channel text message (RFC 8831).
+# Payload protocol identifiers of data channel messages (RFC 8831, RFC 8832).
+WEBRTC_DCEP = 50
 _WEBRTC_STRING = 51
+# Data channel control messages (RFC 8832): open a channel, acknowledge an open.
+DCEP_OPEN = 0x03
+DCEP_ACK = 0x02
 
 
 @dataclass
@@ -140,11 +144,20 @@ class HostileSession:
 
     def send_raw_text(self, data: bytes) -> None:
         """Send bytes labelled as a text message: aiortc's send() would encode them."""
+        self.send_raw(_WEBRTC_STRING, data)
+
+    def send_raw(self, pp_id: int, data: bytes, stream_id: int | None = None) -> None:
+        """Send any SCTP message: any payload protocol, on any stream.
+
+        ``stream_id`` None: the data channel's own stream. With ``WEBRTC_DCEP`` this
+        sends data channel control messages no well-behaved peer would.
+        """
         assert self.channel is not None
         assert self.channel.id is not None
         sctp = self.pc.sctp
         assert sctp is not None
-        task = asyncio.ensure_future(sctp._send(self.channel.id, _WEBRTC_STRING, data))
+        stream = self.channel.id if stream_id is None else stream_id
+        task = asyncio.ensure_future(sctp._send(stream, pp_id, data))
         task.add_done_callback(lambda t: t.exception())
 
     def cut_network(self) -> None:

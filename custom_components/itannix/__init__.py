@@ -31,6 +31,7 @@ from .realtime import (
     CannotConnectError,
     Credentials,
     InvalidUrlError,
+    InvalidValueError,
     ItanniXClient,
     ItanniXError,
     RedirectError,
@@ -90,6 +91,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: ItanniXConfigEntry) -> b
             translation_domain=DOMAIN,
             translation_key="redirected",
             translation_placeholders={"location": err.location or "-"},
+        ) from err
+    except InvalidValueError as err:
+        # A stored ID or key no HTTP header can carry: only the user can change it.
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_characters",
+            translation_placeholders={"error": err.message},
         ) from err
     except InvalidUrlError as err:
         # Retrying cannot help: the stored URL itself is refused (reconfigure it).

@@ -68,10 +68,12 @@ from .prompt import api_ids, requires_admin
 from .realtime import (
     Credentials,
     InvalidUrlError,
+    InvalidValueError,
     ItanniXClient,
     ItanniXError,
     RealtimeConnection,
     validate_base_url,
+    validate_header_value,
 )
 from .runtime import ItanniXConfigEntry
 from .secret_store import generate_secret, get_secret_store
@@ -404,6 +406,19 @@ def _admin_only_names(hass: HomeAssistant, ids: list[str]) -> list[str]:
     ]
 
 
+def _saved_options(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """The options to store: fields left empty are not; the assistant ID trimmed."""
+    saved = {
+        key: value.strip() if key == CONF_ASSISTANT_ID else value
+        for key, value in user_input.items()
+        if key != CONF_LLM_HASS_API
+    }
+    saved = {key: value for key, value in saved.items() if value not in ("", None)}
+    # Always a list: an empty one is "no control".
+    saved[CONF_LLM_HASS_API] = api_ids(user_input.get(CONF_LLM_HASS_API))
+    return saved
+
+
 class ItanniXOptionsFlow(OptionsFlowWithReload):
     """Assistant, Home Assistant control, voice and session lifetime."""
 
@@ -418,19 +433,19 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
         options = self.config_entry.options
         # Stored as one ID (or "none") before the APIs were a multi-select.
         chosen = api_ids(options.get(CONF_LLM_HASS_API))
+        errors: dict[str, str] = {}
         if user_input is not None:
-            saved = {
-                key: value
-                for key, value in user_input.items()
-                if value not in ("", None) and key != CONF_LLM_HASS_API
-            }
-            # Always a list: an empty one is "no control".
-            saved[CONF_LLM_HASS_API] = api_ids(user_input.get(CONF_LLM_HASS_API))
-            self._saved = saved
-            added = [api for api in saved[CONF_LLM_HASS_API] if api not in chosen]
-            if _admin_only_names(self.hass, added):
-                return await self.async_step_admin_only()
-            return self.async_create_entry(data=saved)
+            saved = _saved_options(user_input)
+            try:
+                validate_header_value("assistant_id", saved.get(CONF_ASSISTANT_ID))
+            except InvalidValueError:
+                errors[CONF_ASSISTANT_ID] = "invalid_characters"
+            else:
+                self._saved = saved
+                added = [api for api in saved[CONF_LLM_HASS_API] if api not in chosen]
+                if _admin_only_names(self.hass, added):
+                    return await self.async_step_admin_only()
+                return self.async_create_entry(data=saved)
 
         known = {api.id for api in llm.async_get_apis(self.hass)}
         voice = await _async_voice_selector(self.config_entry, options.get(CONF_VOICE))
@@ -500,7 +515,12 @@ class ItanniXOptionsFlow(OptionsFlowWithReload):
                 ),
             }
         )
-        return self.async_show_form(step_id="init", data_schema=schema)
+        if errors:
+            # What was typed stays in the form, to be corrected.
+            schema = self.add_suggested_values_to_schema(schema, user_input)
+        return self.async_show_form(
+            step_id="init", data_schema=schema, errors=errors or None
+        )
 
     async def async_step_admin_only(
         self, user_input: dict[str, Any] | None = None

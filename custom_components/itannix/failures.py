@@ -20,6 +20,7 @@ from .realtime import (
     CannotConnectError,
     ConnectFailure,
     InvalidUrlError,
+    InvalidValueError,
     ItanniXError,
     RateLimitedError,
     RedirectError,
@@ -108,6 +109,8 @@ def flow_error(err: ItanniXError, step: FlowStep) -> FlowError:
         return FlowError("base", "redirected", {"location": err.location or "-"})
     if isinstance(err, InvalidUrlError):
         return FlowError(_on(CONF_BASE_URL, fields), "invalid_url")
+    if isinstance(err, InvalidValueError) and err.field in fields:
+        return FlowError(err.field, "invalid_characters")
     if isinstance(err, AuthenticationError):
         return _auth_error(err, step, fields)
     if isinstance(err, RateLimitedError):

@@ -19,7 +19,12 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import intent
 import pytest
 
-from custom_components.itannix.const import CONF_MAX_SESSIONS, DOMAIN
+from custom_components.itannix.const import (
+    CONF_ASSISTANT_ID,
+    CONF_MAX_SESSIONS,
+    CONF_WORKSPACE_KEY,
+    DOMAIN,
+)
 from tests.emulator import Emulator
 from tests.hostile import HostilePeer
 from tests.network import NetworkProfile
@@ -227,3 +232,57 @@ async def test_session_cap_with_every_session_busy(
     assert "1 conversations are already in progress" in speech(result)
     result = await say(hass, "Hello")  # the busy one is idle now: it makes room
     assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
+
+
+# -- Values no HTTP header can carry ------------------------------------------------
+
+
+async def test_setup_form_refuses_a_key_no_header_can_carry(
+    hass: HomeAssistant, emulator: Emulator
+) -> None:
+    """Pasted with a stray character: said on its field, nothing sent."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], user_input(emulator, workspace_key="wk-\u00e9t\u00e9")
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_WORKSPACE_KEY: "invalid_characters"}
+    assert not emulator.requests
+
+
+async def test_options_refuse_an_assistant_id_no_header_can_carry(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """The assistant ID is checked when saved, not at every turn; blanks are trimmed."""
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_ASSISTANT_ID: "asst\nkitchen"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_ASSISTANT_ID: "invalid_characters"}
+    assert CONF_ASSISTANT_ID not in config_entry.options
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_ASSISTANT_ID: " asst_kitchen "}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert config_entry.options[CONF_ASSISTANT_ID] == "asst_kitchen"
+    await hass.async_block_till_done()
+    assert config_entry.state is ConfigEntryState.LOADED
+    assert emulator.sessions[-1].assistant_id == "asst_kitchen"
+
+
+async def test_setup_stops_at_a_stored_key_no_header_can_carry(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """Stored before this check: set-up fails for good and names the field."""
+    hass.config_entries.async_update_entry(
+        config_entry, data={**config_entry.data, CONF_WORKSPACE_KEY: "wk one"}
+    )
+    requests = len(emulator.requests)
+    assert await hass.config_entries.async_reload(config_entry.entry_id) is False
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+    assert config_entry.reason is not None
+    assert "Workspace Key" in config_entry.reason
+    assert len(emulator.requests) == requests

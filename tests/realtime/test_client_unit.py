@@ -9,6 +9,7 @@ from custom_components.itannix.realtime import (
     Credentials,
     InvalidUrlError,
     ItanniXClient,
+    ProtocolError,
     validate_base_url,
 )
 from custom_components.itannix.realtime.client import (
@@ -64,7 +65,7 @@ async def test_fetch_audio_applies_url_rule() -> None:
         client = ItanniXClient(
             session, "https://example.com", Credentials("id", SECRET)
         )
-        with pytest.raises(InvalidUrlError):
+        with pytest.raises(ProtocolError, match="not an address allowed"):
             await client.fetch_audio("http://example.com/audio.wav")
 
 

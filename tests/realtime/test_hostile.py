@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import gc
 import json
 import logging
+import struct
 import time
 from typing import Any
 
@@ -26,8 +27,13 @@ from custom_components.itannix.realtime import (
     ServerError,
 )
 from custom_components.itannix.realtime.client import _audio_redirect
-from custom_components.itannix.realtime.errors import InvalidUrlError, RedirectError
-from tests.hostile import Answer, HostilePeer
+from custom_components.itannix.realtime.errors import (
+    InvalidUrlError,
+    InvalidValueError,
+    RedirectError,
+)
+from custom_components.itannix.realtime.ice import GATHER_TIMEOUT
+from tests.hostile import DCEP_ACK, DCEP_OPEN, WEBRTC_DCEP, Answer, HostilePeer
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
 
@@ -174,6 +180,34 @@ async def test_audio_follows_a_redirect_without_credentials(
     assert_no_credentials(hostile)
 
 
+@pytest.mark.parametrize("path", ["/v1/app/audio/1", "/api/states"])
+async def test_audio_url_of_an_https_service_is_never_plain_http(
+    hostile: HostilePeer, http: aiohttp.ClientSession, path: str
+) -> None:
+    """An https service handing out an http URL, even to this machine: not fetched.
+
+    Home Assistant would otherwise GET whatever listens on its own loopback because
+    the service said so (a signed URL never needs to).
+    """
+    client = ItanniXClient(http, "https://api.example.invalid", CREDENTIALS)
+    with pytest.raises(ProtocolError, match="plain http"):
+        await client.fetch_audio(f"{hostile.url}{path}")
+    assert hostile.requests == []
+
+
+async def test_unreachable_audio_names_its_own_host(
+    client: ItanniXClient, hostile: HostilePeer
+) -> None:
+    """Storage that cannot be reached is named, not the service that answered."""
+    hostile.answers["audio"] = Answer(
+        302, headers={"Location": "http://localhost:9/a.wav"}
+    )
+    with pytest.raises(CannotConnectError) as info:
+        await client.fetch_audio(f"{hostile.url}/v1/app/audio/1")
+    assert info.value.host == "localhost"
+    assert "localhost" in str(info.value)
+
+
 async def test_audio_redirect_loop_is_bounded(
     hostile: HostilePeer, client: ItanniXClient
 ) -> None:
@@ -196,6 +230,35 @@ async def test_audio_redirect_loop_is_bounded(
 def test_audio_redirect_not_followed(current: str, location: str) -> None:
     with pytest.raises(ProtocolError):
         _audio_redirect(URL(current), location)
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Evil: 1", "a\x00b", "caf\u00e9", "a b", ""])
+@pytest.mark.parametrize("field", ["client_id", "workspace_key", "assistant_id"])
+async def test_a_value_no_header_can_carry_is_refused_before_sending(
+    hostile: HostilePeer, http: aiohttp.ClientSession, field: str, value: str
+) -> None:
+    """Typed and named, never echoed, and nothing is sent (aiohttp raised ValueError)."""
+    if field != "client_id" and not value:
+        pytest.skip("an empty workspace key or assistant ID is simply not sent")
+    values = {"client_id": CLIENT_ID, "workspace_key": WORKSPACE_KEY, field: value}
+    with pytest.raises(InvalidValueError) as info:
+        ItanniXClient(
+            http,
+            hostile.url,
+            Credentials(values["client_id"], CLIENT_SECRET, values["workspace_key"]),
+            assistant_id=values.get("assistant_id"),
+        )
+    assert info.value.field == field
+    assert not value or value not in str(info.value)
+    assert hostile.requests == []
+
+
+async def test_assistant_id_is_sent_trimmed(
+    hostile: HostilePeer, http: aiohttp.ClientSession
+) -> None:
+    client = ItanniXClient(http, hostile.url, CREDENTIALS, assistant_id=" asst_1\n")
+    await client.create_session()
+    assert hostile.requests[-1].headers["X-Assistant-Id"] == "asst_1"
 
 
 # -- Garbage answers --------------------------------------------------------------
@@ -288,6 +351,51 @@ async def test_invalid_utf8_text_does_not_end_the_session(
     assert len(about) == 2
 
 
+def _dcep_open(label: bytes) -> bytes:
+    """A DATA_CHANNEL_OPEN (RFC 8832): reliable, ordered, ``label``, no protocol."""
+    return struct.pack("!BBHLHH", DCEP_OPEN, 0, 0, 0, len(label), 0) + label
+
+
+@pytest.mark.parametrize(
+    ("pp_id", "data", "stream"),
+    [
+        # An ACK for a channel never opened: aiortc asserts it knows the stream.
+        (WEBRTC_DCEP, bytes([DCEP_ACK]), 7),
+        # An OPEN for the channel already open: aiortc asserts it is new.
+        (WEBRTC_DCEP, _dcep_open(b"messages"), None),
+        # An OPEN whose label is not UTF-8: aiortc decodes it first.
+        (WEBRTC_DCEP, _dcep_open(b"\xff\xfe"), 9),
+    ],
+    ids=["ack-unknown-stream", "open-existing-stream", "open-invalid-label"],
+)
+async def test_a_bad_control_message_does_not_end_the_session(
+    hostile: HostilePeer,
+    client: ItanniXClient,
+    caplog: pytest.LogCaptureFixture,
+    pp_id: int,
+    data: bytes,
+    stream: int | None,
+) -> None:
+    """Data channel control messages no peer should send: dropped, the session lives."""
+    session = await RealtimeSession.open(client)
+    try:
+        far = await hostile.wait_session()
+
+        def send() -> None:
+            far.send_raw(pp_id, data, stream)
+            far.send_event({"type": "hostile.marker"})
+
+        await deliver(session, send)
+        assert await ask(session) == "pong 1"
+        assert not session.closed
+    finally:
+        await session.close()
+    ours = [r for r in caplog.records if r.name.startswith("custom_components")]
+    assert [r.levelno for r in ours if r.levelno >= logging.WARNING] == [
+        logging.WARNING
+    ]
+
+
 async def test_junk_storm_logs_each_kind_once(
     hostile: HostilePeer, client: ItanniXClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -370,29 +478,47 @@ class _SilentUdp(asyncio.DatagramProtocol):
         self.received += 1
 
 
-async def test_a_silent_stun_server_costs_one_bounded_wait(
-    hostile: HostilePeer, client: ItanniXClient
+async def _set_up_time(client: ItanniXClient) -> float:
+    started = time.monotonic()
+    async with RealtimeConnection(client, connect_timeout=15) as connection:
+        assert connection.is_open
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("kind", ["stun", "turn"])
+async def test_a_silent_ice_server_costs_one_bounded_wait(
+    hostile: HostilePeer, client: ItanniXClient, kind: str
 ) -> None:
+    """A STUN or TURN server that never answers: one bounded wait, then none.
+
+    Beside the baseline of the same set-up with no ICE server at all; aioice alone
+    would wait 5 s for it on every set-up.
+    """
     loop = asyncio.get_running_loop()
     transport, silent = await loop.create_datagram_endpoint(
         _SilentUdp, local_addr=("127.0.0.1", 0)
     )
     try:
+        baseline = await _set_up_time(client)
         port = transport.get_extra_info("sockname")[1]
-        hostile.ice_servers = [{"urls": [f"stun:127.0.0.1:{port}"]}]
-        started = time.monotonic()
-        async with RealtimeConnection(client, connect_timeout=15) as connection:
-            assert connection.is_open
-        first = time.monotonic() - started
+        hostile.ice_servers = [
+            {"urls": [f"stun:127.0.0.1:{port}"]}
+            if kind == "stun"
+            else {"urls": f"turn:127.0.0.1:{port}", "username": "u", "credential": "c"}
+        ]
+        first = await _set_up_time(client)
         assert silent.received > 0  # it was asked
-        # aioice alone waits 5 s for it; the library stops well before.
-        assert first < 4.5
         asked = silent.received
-        async with RealtimeConnection(client, connect_timeout=15) as connection:
-            assert connection.is_open
+        second = await _set_up_time(client)
         assert silent.received == asked  # known silent: not asked again
     finally:
         transport.close()
+    print(  # noqa: T201 - the figures the issue asks for
+        f"\nset-up: no ICE server {baseline:.2f} s; silent {kind} first {first:.2f} s, "
+        f"then {second:.2f} s (bound {GATHER_TIMEOUT} s; aioice alone waits 5 s)"
+    )
+    assert first - baseline < GATHER_TIMEOUT + 1.0
+    assert second - baseline < 1.0
 
 
 # -- Drops --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .client import (
     SynthesizedSpeech,
     Voice,
     validate_base_url,
+    validate_header_value,
 )
 from .config import AssistantConfig
 from .connection import (
@@ -31,6 +32,7 @@ from .errors import (
     CannotConnectError,
     ConnectFailure,
     InvalidUrlError,
+    InvalidValueError,
     ItanniXError,
     ProtocolError,
     RateLimitedError,
@@ -86,6 +88,7 @@ __all__ = [
     "IncompleteReplyError",
     "InputTranscript",
     "InvalidUrlError",
+    "InvalidValueError",
     "ItanniXClient",
     "ItanniXError",
     "MicrophoneTrack",
@@ -117,4 +120,5 @@ __all__ = [
     "parse_event",
     "sanitize_ice_servers",
     "validate_base_url",
+    "validate_header_value",
 ]

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -20,6 +21,7 @@ from .errors import (
     CannotConnectError,
     ConnectFailure,
     InvalidUrlError,
+    InvalidValueError,
     ItanniXError,
     ProtocolError,
     RateLimitedError,
@@ -121,6 +123,32 @@ class SynthesizedSpeech:
     alignment: Mapping[str, Any] | None = None
 
 
+# What a header we send may hold: visible ASCII, no space (IDs, keys and secrets are
+# tokens). aiohttp raises a bare ValueError on a control character, and sends others
+# (NUL, DEL on older versions; any non-ASCII) that a server may refuse or misread.
+_HEADER_VALUE_RE: Final = re.compile(r"[\x21-\x7e]+")
+_HEADER_FIELDS: Final = {
+    "client_id": "The Client ID",
+    "client_secret": "The client secret",
+    "workspace_key": "The Workspace Key",
+    "assistant_id": "The assistant ID",
+}
+
+
+def validate_header_value(field: str, value: str | None) -> None:
+    """Raise InvalidValueError unless ``value`` (None: not sent) can go in a header.
+
+    ``field`` is one of ``client_id``, ``client_secret``, ``workspace_key`` and
+    ``assistant_id``; the value never appears in the error.
+    """
+    if value is None or _HEADER_VALUE_RE.fullmatch(value):
+        return
+    raise InvalidValueError(
+        f"{_HEADER_FIELDS[field]} may only hold visible ASCII characters, no spaces",
+        field=field,
+    )
+
+
 def validate_base_url(url: str) -> URL:
     """Return the parsed URL, or raise InvalidUrlError.
 
@@ -199,9 +227,19 @@ class ItanniXClient:
         app_source: str = DEFAULT_APP_SOURCE,
         timeout: float = 10.0,
     ) -> None:
-        """Initialize the client; raise InvalidUrlError for an unacceptable URL."""
+        """Initialize the client.
+
+        Raise InvalidUrlError for an unacceptable URL, InvalidValueError for a
+        credential or assistant ID no HTTP header can carry.
+        """
         self._session = session
         self._base = validate_base_url(base_url.rstrip("/"))
+        validate_header_value("client_id", credentials.client_id)
+        validate_header_value("client_secret", credentials.client_secret)
+        validate_header_value("workspace_key", credentials.workspace_key or None)
+        # Typed into the options: surrounding blanks are never part of it.
+        assistant_id = (assistant_id or "").strip() or None
+        validate_header_value("assistant_id", assistant_id)
         self._credentials = credentials
         self._assistant_id = assistant_id
         self._app_source = app_source
@@ -331,10 +369,17 @@ class ItanniXClient:
     async def fetch_audio(self, url: str) -> bytes:
         """Download audio from a signed URL (the signature authenticates it).
 
-        No credentials go with it. Redirects are followed a few hops, each one checked
-        like the URL itself and never from https down to plain http.
+        No credentials go with it. The URL is checked like the base URL, and from an
+        https service never plain http (not even to this machine: the service must not
+        make Home Assistant fetch what listens on its own loopback). Redirects are
+        followed a few hops, each one checked the same way.
         """
-        target = validate_base_url(url)
+        try:
+            target = validate_base_url(url)
+        except InvalidUrlError:
+            raise ProtocolError("The audio URL is not an address allowed") from None
+        if self._base.scheme == "https" and target.scheme != "https":
+            raise ProtocolError("The audio URL of an https service is plain http")
         for _ in range(_MAX_AUDIO_REDIRECTS + 1):
             try:
                 async with self._session.get(
@@ -355,7 +400,7 @@ class ItanniXClient:
             except ItanniXError:
                 raise
             except (TimeoutError, aiohttp.ClientError, OSError) as err:
-                raise self._connect_error(err) from None
+                raise self._connect_error(err, target.host) from None
         raise ProtocolError("The audio URL redirects too often")
 
     async def _request(
@@ -396,8 +441,11 @@ class ItanniXClient:
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise self._connect_error(err) from None
 
-    def _connect_error(self, err: BaseException) -> CannotConnectError:
-        host = self.host
+    def _connect_error(
+        self, err: BaseException, host: str | None = None
+    ) -> CannotConnectError:
+        """What failed on the way to ``host`` (the service's, unless told another)."""
+        host = host or self.host
         reason = connect_failure(err)
         if reason is ConnectFailure.OTHER:
             detail = self.redact(str(err)) or type(err).__name__

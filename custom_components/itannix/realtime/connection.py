@@ -23,7 +23,7 @@ from .events import SESSION_UPDATE, Event
 from .guards import (
     bound_gathering,
     candidate_types,
-    contain_invalid_text,
+    contain_bad_messages,
     gate_inbound_audio,
     transport_connected,
 )
@@ -263,7 +263,7 @@ class RealtimeConnection:
         channel.on("open", self._on_channel_open)
         channel.on("close", self._on_channel_close)
         channel.on("message", self._on_message)
-        if not contain_invalid_text(pc, self._on_invalid_text):
+        if not contain_bad_messages(pc, self._on_bad_message):
             _LOGGER.debug("This aiortc cannot be guarded against invalid text")
         bound_gathering(pc, GATHER_TIMEOUT)
         # Non-trickle: this completes ICE gathering, so the SDP carries the candidates.
@@ -396,10 +396,17 @@ class RealtimeConnection:
             return None
         return event
 
-    def _on_invalid_text(self) -> None:
-        self._junk.warning(
-            "utf8", "Ignoring a data channel text message that is not UTF-8"
-        )
+    def _on_bad_message(self, err: Exception) -> None:
+        if isinstance(err, UnicodeDecodeError):
+            self._junk.warning(
+                "utf8", "Ignoring a data channel text message that is not UTF-8"
+            )
+        else:
+            self._junk.warning(
+                ("control", type(err).__name__),
+                "Ignoring a data channel message WebRTC could not handle (%s)",
+                type(err).__name__,
+            )
 
     def _dispatch(self, event: Event) -> None:
         for listener in list(self._listeners):

@@ -131,5 +131,18 @@ class RedirectError(InvalidUrlError):
         self.location = location
 
 
+class InvalidValueError(ItanniXError):
+    """A credential or the assistant ID holds characters no HTTP header may carry.
+
+    ``field`` names which one: ``client_id``, ``client_secret``, ``workspace_key`` or
+    ``assistant_id``. The value itself is never part of the error.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        """Initialize with the field whose value cannot be sent."""
+        super().__init__(message)
+        self.field = field
+
+
 class BadRequestError(ItanniXError):
     """The service rejected the request itself (HTTP 400/404/422)."""

@@ -6,8 +6,9 @@ have moved it), so a missing hook costs the protection, never the session.
 
 - ``bound_gathering``: aioice waits 5 s for every STUN and TURN server, even one that
   never answers, and aiortc offers no setting for it.
-- ``contain_invalid_text``: aiortc decodes a text message as UTF-8 before any handler
-  runs; one invalid message raises inside its SCTP receive path and ends the whole
+- ``contain_bad_messages``: aiortc decodes a text message as UTF-8 before any handler
+  runs, and asserts that a data channel control message (RFC 8832) names a stream it
+  expects; one invalid message raises inside its SCTP receive path and ends the whole
   transport. Contained, the message is reported and dropped.
 - ``gate_inbound_audio``: aiortc depacketizes, buffers and decodes (in a thread of its
   own) every inbound RTP packet, whether anyone listens or not: 50 a second of the
@@ -108,10 +109,16 @@ def gate_inbound_audio(receiver: Any) -> Callable[[bool], None] | None:
     return set_open
 
 
-def contain_invalid_text(pc: RTCPeerConnection, on_invalid: Callable[[], None]) -> bool:
-    """Drop (and report) a text message that is not UTF-8 instead of dying of it.
+def contain_bad_messages(
+    pc: RTCPeerConnection, on_invalid: Callable[[Exception], None]
+) -> bool:
+    """Drop (and report) a message aiortc fails on instead of dying of it.
 
-    Call after ``createDataChannel`` (which creates the SCTP transport).
+    A text message that is not UTF-8 (``UnicodeDecodeError``), a control message for a
+    stream aiortc does not expect (``AssertionError``): whatever aiortc's data channel
+    receive raises. The connection's own handler never raises, so what reaches here is
+    aiortc failing on what the peer sent. Call after ``createDataChannel`` (which
+    creates the SCTP transport).
     """
     sctp = pc.sctp
     receive = getattr(sctp, "_data_channel_receive", None)
@@ -123,8 +130,8 @@ def contain_invalid_text(pc: RTCPeerConnection, on_invalid: Callable[[], None]) 
     async def guarded(stream_id: int, pp_id: int, data: bytes) -> None:
         try:
             await receive(stream_id, pp_id, data)
-        except UnicodeDecodeError:
-            on_invalid()
+        except Exception as err:  # noqa: BLE001 - escaping, it ends the transport
+            on_invalid(err)
 
     guarded.itannix_guarded = True  # type: ignore[attr-defined]
     sctp._data_channel_receive = guarded  # type: ignore[union-attr,method-assign]  # noqa: SLF001
