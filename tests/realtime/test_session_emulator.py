@@ -441,3 +441,44 @@ async def test_detach_and_attach_microphone(
         # 20 ms frames: about 15 in 0.3 s on a loaded machine still more than 5.
         assert microphone.frames_sent - sent > 5
     assert emulator.is_enrolled(CLIENT_ID)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x" * 100_000, "light_on\nERROR forged log line", "", "näme"],
+    ids=["huge", "newline", "empty", "non-ascii"],
+)
+async def test_a_call_by_no_function_name_is_answered_without_running(
+    emulator: Emulator,
+    client: ItanniXClient,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+) -> None:
+    """A name no declared function can have: one output, the handler never runs.
+
+    Its name goes nowhere: not to the handler, not into the log.
+    """
+    emulator.assistant().add_turn(
+        Turn(
+            user_text="Do it",
+            reply="",
+            function_calls=[FunctionCallSpec(name, "{}", call_id="call_bad")],
+            reply_after_tools="Could not do that.",
+        )
+    )
+    received: list[FunctionCall] = []
+
+    async def handler(call: FunctionCall) -> str:
+        received.append(call)
+        return "ran"
+
+    async with await RealtimeSession.open(client, function_handler=handler) as session:
+        reply = await session.ask("Do it")
+        text = await reply.text()
+    assert received == []
+    emu_session = emulator.sessions[-1]
+    assert set(emu_session.function_outputs) == {"call_bad"}
+    assert "not a function name" in emu_session.function_outputs["call_bad"]
+    assert text == "Could not do that."
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("custom_comp")]
+    assert not [m[:80] for m in ours if len(m) > 500 or "forged" in m]

@@ -11,10 +11,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 import json
 import logging
-from typing import Any
+import re
+from typing import Any, Final
 
 from .errors import CannotConnectError
 from .events import CONVERSATION_ITEM_CREATE, Event, FunctionCall
+from .logs import OnceLogger
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,6 +25,11 @@ type Sender = Callable[[Event], Awaitable[object]]
 type Spawner = Callable[[Awaitable[None]], asyncio.Task[None]]
 
 NOT_RUN = "Not run: the reply it belonged to was interrupted"
+NOT_A_NAME = "Not run: that is not a function name"
+# What the Realtime API allows a function's name to be. A call by any other name names
+# no function anyone declared: it is answered without running, and its name is never
+# passed on (to the handler, Home Assistant's events or the log).
+_FUNCTION_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def function_output(call_id: str, output: str) -> Event:
@@ -44,6 +51,7 @@ class CallRunner:
         self._spawn = spawn
         self._answered: set[str] = set()
         self._by_response: dict[str, list[asyncio.Task[None]]] = {}
+        self._once = OnceLogger(_LOGGER)
 
     def seen(self, call: FunctionCall) -> bool:
         """Whether the call was already answered (or is being)."""
@@ -52,7 +60,16 @@ class CallRunner:
     def start(self, call: FunctionCall, response_id: str) -> None:
         """Run the handler for a call of a response that is followed."""
         self._answered.add(call.call_id)
-        task = self._spawn(self._answer(call, self._run_handler(call)))
+        if _FUNCTION_NAME.fullmatch(call.name) is None:
+            self._once.warning(
+                "name",
+                "Not running a call whose name is not a function name (%d characters)",
+                len(call.name),
+            )
+            output = _constant(json.dumps({"error": NOT_A_NAME}))
+        else:
+            output = self._run_handler(call)
+        task = self._spawn(self._answer(call, output))
         self._by_response.setdefault(response_id, []).append(task)
 
     def abandon(self, call: FunctionCall) -> None:

@@ -227,9 +227,14 @@ def _function_call_item(item: Any) -> FunctionCall | None:
     call_id = item.get("call_id")
     name = item.get("name")
     arguments = item.get("arguments")
-    if not (isinstance(call_id, str) and call_id and isinstance(name, str) and name):
+    if not (isinstance(call_id, str) and call_id):
         return None
-    return FunctionCall(call_id, name, arguments if isinstance(arguments, str) else "")
+    # A call without a name is still a call: it is answered as naming no function.
+    return FunctionCall(
+        call_id,
+        name if isinstance(name, str) else "",
+        arguments if isinstance(arguments, str) else "",
+    )
 
 
 def parse_response_done(event: Mapping[str, Any]) -> ResponseDone:
@@ -483,6 +488,10 @@ class FunctionCallTracker:
                 self._pending[call_id].arguments = arguments
             elif self._pending[call_id].arguments is None:
                 self._pending[call_id].arguments = ""
+            # The item is final: a call that still has no name gets none (it is
+            # answered as naming no function, never left waiting for an output).
+            if self._pending[call_id].name is None:
+                self._pending[call_id].name = ""
             calls.extend(self._emit_if_complete(call_id))
         return calls
 
