@@ -25,7 +25,7 @@ from .const import CONF_MEDIA_PLAYER, CONF_VOICE, DOMAIN, LOGGER
 from .entity import ItanniXEntity
 from .playback import async_play
 from .realtime import ItanniXError, Voice
-from .runtime import ItanniXConfigEntry
+from .runtime import ItanniXConfigEntry, async_note_failure
 from .voice import SAMPLE_RATE, VoiceTurn, current_turn, wav_file
 
 PARALLEL_UPDATES = 0
@@ -211,6 +211,8 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
             speech = await client.synthesize(voice_id, message)
             data = await client.fetch_audio(speech.audio_url)
         except ItanniXError as err:
+            # Credentials the service refused start reauthentication, as in a turn.
+            async_note_failure(self.hass, self.entry, err)
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="tts_failed_reason",
