@@ -18,7 +18,7 @@ from .client import (
     Voice,
     validate_base_url,
 )
-from .config import AssistantConfig
+from .config import AssistantConfig, Tool, function_tool
 from .connection import (
     DEFAULT_CHANNEL_LABEL,
     DEFAULT_TRANSCRIPTION_MODEL,
@@ -107,6 +107,7 @@ __all__ = [
     "SynthesizedSpeech",
     "TextDelta",
     "TextDone",
+    "Tool",
     "TranscriptDelta",
     "TranscriptDone",
     "TranscriptionError",
@@ -114,6 +115,7 @@ __all__ = [
     "Usage",
     "Voice",
     "build_rtc_configuration",
+    "function_tool",
     "parse_event",
     "sanitize_ice_servers",
     "validate_base_url",
