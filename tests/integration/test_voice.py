@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 import itertools
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -909,6 +910,44 @@ async def test_a_reply_heard_before_does_not_hold_its_live_voice(
     ]
     # Unused within a few seconds: the idle countdown runs.
     await until(lambda: live.users == 0, timeout=6)
+
+
+async def test_a_session_expired_between_spoken_turns_is_replaced_unnoticed(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The service ends the idle session: the next turn is answered, in context."""
+    emulator.assistant().add_turn(Turn(transcript="my name is sam", reply="Hi Sam."))
+    emulator.assistant().add_turn(
+        Turn(transcript="what is my name", reply="You are Sam.")
+    )
+    await kitchen.talk(utterance("My name is Sam.", tmp_path))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    (first,) = voice_sessions(emulator)
+    await first.expire()
+
+    await kitchen.talk(utterance("What is my name?", tmp_path))
+
+    assert kitchen.heard() == "what is my name"
+    assert kitchen.reply() == "You are Sam."
+    second = [s for s in voice_sessions(emulator) if s is not first]
+    assert len(second) == 1
+    told = [
+        (event["item"]["role"], event["item"]["content"][0]["text"])
+        for event in second[0].received_events
+        if event["type"] == "conversation.item.create"
+        and event["item"].get("type") == "message"
+    ]
+    assert told == [("user", "my name is sam"), ("assistant", "Hi Sam.")]
+    assert not [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("custom_components")
+    ]
 
 
 async def test_a_session_lost_while_listening_is_replaced_and_told_again(
