@@ -20,7 +20,7 @@ from homeassistant.helpers import llm
 from .compat import said_by_home_assistant, tool_result_data
 from .functions import CallContext, FunctionDispatcher
 from .prompt import TurnPrompt
-from .realtime import CannotConnectError, FunctionCall
+from .realtime import CannotConnectError, FunctionCall, Tool, function_tool
 from .sessions import LiveSession
 
 
@@ -53,23 +53,20 @@ def _openapi_converter() -> Callable[..., dict[str, Any]]:
     return converter
 
 
-def _tool_schema(tool: llm.Tool, api: llm.APIInstance) -> dict[str, Any]:
-    """An LLM API tool in the Realtime API's function format."""
+def _tool_schema(tool: llm.Tool, api: llm.APIInstance) -> Tool:
+    """An LLM API tool as a function the assistant may call (the library's format)."""
     parameters = _openapi_converter()(
         tool.parameters, custom_serializer=api.custom_serializer
     )
-    schema: dict[str, Any] = {
-        "type": "function",
-        "name": tool.name,
-        "parameters": {
+    return function_tool(
+        tool.name,
+        {
             key: value
             for key, value in parameters.items()
             if key not in _UNSUPPORTED_KEYS
         },
-    }
-    if tool.description:
-        schema["description"] = tool.description
-    return schema
+        tool.description,
+    )
 
 
 async def async_prepare_session(live: LiveSession, prompt: TurnPrompt) -> None:

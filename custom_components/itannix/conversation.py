@@ -67,6 +67,11 @@ class ItanniXConversationEntity(conversation.ConversationEntity, ItanniXEntity):
             if voice is not None:
                 voice.fail(err)
             return err.as_conversation_result()
+        if user_input.extra_system_prompt:
+            # The caller's extra prompt holds for the conversation's later turns too,
+            # typed or spoken (a spoken turn reads it from the stored log before the
+            # user speaks), as core's LLM agents keep it, with or without an LLM API.
+            chat_log.extra_system_prompt = user_input.extra_system_prompt
         sessions = self.entry.runtime_data.sessions
         key = voice.live.key if voice is not None else chat_log.conversation_id
         try:

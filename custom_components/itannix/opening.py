@@ -23,7 +23,7 @@ from .const import DOMAIN, TURN_TIMEOUT
 from .entity import async_entity_id
 from .playback import async_play
 from .realtime import ItanniXError
-from .runtime import ItanniXConfigEntry
+from .runtime import ItanniXConfigEntry, async_note_failure
 
 ATTR_MESSAGE: Final = "message"
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
@@ -47,7 +47,7 @@ def _entry(hass: HomeAssistant, entry_id: str | None) -> ItanniXConfigEntry:
     return entries[0]
 
 
-async def _async_opening_line(entry: ItanniXConfigEntry) -> str:
+async def _async_opening_line(hass: HomeAssistant, entry: ItanniXConfigEntry) -> str:
     """The assistant's own opening line, from a short-lived session."""
     sessions = entry.runtime_data.sessions
     key = ulid_now()
@@ -65,6 +65,8 @@ async def _async_opening_line(entry: ItanniXConfigEntry) -> str:
             translation_domain=DOMAIN, translation_key="turn_timeout"
         ) from err
     except ItanniXError as err:
+        # Credentials the service refused start reauthentication, as in a turn.
+        async_note_failure(hass, entry, err)
         raise HomeAssistantError(
             translation_domain=DOMAIN,
             translation_key="turn_failed",
@@ -90,7 +92,7 @@ async def async_start_conversation(call: ServiceCall) -> None:
     """Speak an opening line on each target, and listen where the target can."""
     hass = call.hass
     entry = _entry(hass, call.data.get(ATTR_CONFIG_ENTRY_ID))
-    message: str = call.data.get(ATTR_MESSAGE) or await _async_opening_line(entry)
+    message: str = call.data.get(ATTR_MESSAGE) or await _async_opening_line(hass, entry)
     for entity_id in call.data[ATTR_ENTITY_ID]:
         state = hass.states.get(entity_id)
         features: int = state.attributes.get(ATTR_SUPPORTED_FEATURES, 0) if state else 0

@@ -30,7 +30,7 @@ from .audio_format import (
 from .const import CONF_VOICE, DOMAIN, LOGGER
 from .entity import ItanniXEntity
 from .realtime import ItanniXError, Voice
-from .runtime import ItanniXConfigEntry
+from .runtime import ItanniXConfigEntry, async_note_failure
 from .voice import SAMPLE_RATE, current_turn
 
 PARALLEL_UPDATES = 0
@@ -202,6 +202,8 @@ class ItanniXTextToSpeech(tts.TextToSpeechEntity, ItanniXEntity):
             speech = await client.synthesize(voice_id, message)
             data = await client.fetch_audio(speech.audio_url)
         except ItanniXError as err:
+            # Credentials the service refused start reauthentication, as in a turn.
+            async_note_failure(self.hass, self.entry, err)
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="tts_failed_reason",

@@ -35,10 +35,12 @@ from tests.emulator import EmulatedSession, Emulator, FunctionCallSpec, Turn
 from tests.emulator.behaviour import device_tools
 from tests.emulator.peer import LATE_DELTA
 
+from .conftest import CLIENT_ID
 from .helpers import (
     AGENT,
     async_setup_exposed_light,
     conversation_peers,
+    enroll_elsewhere,
     say,
     speech,
     until,
@@ -282,6 +284,35 @@ async def test_prompt_is_refreshed_every_turn(
             < at_second.index("Answer like a pirate.")
             < at_second.index(today)
         )
+
+
+@pytest.mark.parametrize(
+    "options",
+    # Without an LLM API or prompt option core's chat log is not asked to keep it.
+    [{CONF_LLM_HASS_API: []}, {CONF_LLM_HASS_API: ["assist"]}],
+    ids=["no_llm_api", "assist"],
+)
+async def test_extra_prompt_holds_for_the_conversations_later_turns(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    options: dict[str, Any],
+) -> None:
+    """A caller's extra prompt is kept until another replaces it, as core keeps it."""
+    await _set_options(hass, config_entry, options)
+    first = await _converse(
+        hass, "Hello", extra_system_prompt="The user is in the kitchen."
+    )
+    second = await _converse(hass, "And now?", first.conversation_id)
+
+    assert speech(second) == "I heard: And now?"
+    (session,) = conversation_peers(emulator)
+    at_first, at_second = _instructions_per_response(session)
+    assert at_first is not None
+    assert "The user is in the kitchen." in at_first
+    assert at_second is not None
+    assert at_second.startswith(OWN_INSTRUCTIONS)
+    assert "The user is in the kitchen." in at_second
 
 
 # 3. An opening line that never comes does not hang the automation
@@ -532,3 +563,55 @@ async def test_failed_or_incomplete_reply_is_an_error_then_the_next_turn_works(
     assert again.conversation_id == result.conversation_id
     assert again.response.response_type is intent.IntentResponseType.ACTION_DONE
     assert speech(again) == "Here is a shorter one."
+
+
+# 7. Refused credentials outside a conversation turn
+
+
+def _reauth_flows(hass: HomeAssistant) -> list[str]:
+    return [
+        flow["context"]["source"]
+        for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    ]
+
+
+async def test_refused_opening_line_starts_reauth(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """The secret was reset in the dashboard: start_conversation says so; reauth starts.
+
+    Like a turn, the action's own opening line runs on a session of its own.
+    """
+    speaker = RecordingPlayer("Office speaker")
+    await async_setup_satellites(hass, players=[speaker])
+    emulator.reset_enrollment(CLIENT_ID)
+    await enroll_elsewhere(emulator)
+
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "start_conversation",
+            {"entity_id": "media_player.office_speaker"},
+            blocking=True,
+        )
+    assert err.value.translation_key == "turn_failed"
+    assert speaker.played == []
+    await hass.async_block_till_done()
+    assert _reauth_flows(hass) == ["reauth"]
+
+
+async def test_refused_text_to_speech_starts_reauth(
+    hass: HomeAssistant, emulator: Emulator, config_entry: ConfigEntry
+) -> None:
+    """An announcement the service refuses to synthesize fails, and reauth starts."""
+    from homeassistant.components import tts
+
+    emulator.reset_enrollment(CLIENT_ID)
+    await enroll_elsewhere(emulator)
+    stream = tts.async_create_stream(hass, "tts.itannix_voice", language="en")
+    stream.async_set_message("The laundry is done.")
+
+    with pytest.raises(HomeAssistantError):
+        b"".join([chunk async for chunk in stream.async_stream_result()])
+    await hass.async_block_till_done()
+    assert _reauth_flows(hass) == ["reauth"]

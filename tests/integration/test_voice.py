@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 import itertools
+import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -13,11 +15,13 @@ from homeassistant.components import assist_pipeline, conversation, media_source
 from homeassistant.components.assist_pipeline import PipelineEventType
 from homeassistant.components.conversation.chat_log import async_subscribe_chat_logs
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_LLM_HASS_API
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.core_config import async_process_ha_core_config
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.setup import async_setup_component
 import pytest
+from pytest_homeassistant_custom_component.common import async_capture_events
 from pytest_homeassistant_custom_component.typing import (
     ClientSessionGenerator,
     WebSocketGenerator,
@@ -617,6 +621,60 @@ async def test_start_conversation_speaks_first_then_listens(
     assert said == [opening]
 
 
+async def test_a_satellites_extra_prompt_holds_for_its_next_turns(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    pipeline_id: str,
+    tmp_path: Path,
+) -> None:
+    """What an automation told the satellite's conversation stays in its prompt.
+
+    Home Assistant hands the extra prompt to the conversation stage, after the
+    service answered the first reply; the turns after it are told it before the user
+    speaks.
+    """
+    # No LLM API: core's chat log is not asked to keep the extra prompt itself.
+    flow = await hass.config_entries.options.async_init(config_entry.entry_id)
+    await hass.config_entries.options.async_configure(
+        flow["flow_id"], {CONF_LLM_HASS_API: []}
+    )
+    await hass.async_block_till_done()
+    (satellite,) = await async_setup_satellites(hass, "Bedroom satellite")
+    satellite.answer = utterance("Yes please.", tmp_path)
+    emulator.assistant().add_turn(Turn(transcript="yes please", reply="Opening them."))
+    emulator.assistant().add_turn(
+        Turn(transcript="thank you", reply="You are welcome.")
+    )
+
+    await hass.services.async_call(
+        "assist_satellite",
+        "start_conversation",
+        {
+            "entity_id": satellite.entity_id,
+            "start_message": "Shall I open the blinds?",
+            "extra_system_prompt": "The user is in the bedroom.",
+        },
+        blocking=True,
+    )
+    assert satellite.reply() == "Opening them."
+    (session,) = voice_sessions(emulator)
+    told = len(session.received_events)
+    await satellite.talk(utterance("Thank you.", tmp_path))
+
+    assert satellite.reply() == "You are welcome."
+    assert voice_sessions(emulator) == [session]
+    assert session.instructions is not None
+    assert "The user is in the bedroom." in session.instructions
+    # Told when the second turn began, before the user spoke.
+    (update,) = [
+        e
+        for e in session.received_events[told:]
+        if e["type"] == "session.update" and "instructions" in e["session"]
+    ]
+    assert "The user is in the bedroom." in update["session"]["instructions"]
+
+
 async def test_start_conversation_in_the_assistants_own_words(
     hass: HomeAssistant,
     emulator: Emulator,
@@ -680,6 +738,93 @@ async def test_heard_nothing_is_no_text_recognized(
         for e in session.sent_events
         if e["type"] == "response.created"
     ]
+
+
+async def test_speech_the_service_could_not_transcribe_is_still_answered(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """Transcription failed but the assistant understood: its reply is played."""
+    reply = "Sure, the blinds are opening now, all of them in the bedroom."
+    emulator.assistant().add_turn(
+        Turn(
+            transcript="open the blinds",
+            reply=reply,
+            transcription_error="Audio was unintelligible.",
+        )
+    )
+    await kitchen.talk(utterance("Open the blinds.", tmp_path))
+
+    (session,) = voice_sessions(emulator)
+    assert any(
+        e["type"] == "conversation.item.input_audio_transcription.failed"
+        for e in session.sent_events
+    )
+    # The words are missing, not the turn: the pipeline goes on to the reply.
+    assert kitchen.heard() == "…"
+    assert kitchen.reply() == reply
+    played = await fetch_tts(hass_client, kitchen)
+    assert similarity(played, await reference_voice(reply)) > 0.6
+    assert not [r for r in emulator.requests if "text-to-speech" in r[1]]
+
+
+async def test_a_call_of_a_reply_another_agent_replaced_is_not_run(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    pipeline_id: str,
+    tmp_path: Path,
+) -> None:
+    """Home Assistant's own agent answered: our reply's call runs nothing, ever.
+
+    It is answered without running (no automation fires), its follow-up is never asked
+    for, and the next turn, with our agent again, is answered once.
+    """
+    events = async_capture_events(hass, "itannix_function_call")
+    pipelines = assist_pipeline.async_get_pipelines(hass)
+    ours = next(p for p in pipelines if p.id == pipeline_id)
+    await assist_pipeline.async_update_pipeline(
+        hass, ours, conversation_engine="conversation.home_assistant"
+    )
+    (satellite,) = await async_setup_satellites(hass, "Hall satellite")
+    emulator.assistant().add_turn(
+        Turn(
+            transcript="open the garage",
+            function_calls=[FunctionCallSpec("open_garage", call_id="call_garage")],
+            reply_after_tools="The garage is open.",
+        )
+    )
+    emulator.assistant().add_turn(Turn(transcript="thanks", reply="You are welcome."))
+    await satellite.talk(utterance("Open the garage.", tmp_path))
+    assert satellite.heard() == "open the garage"
+    (session,) = voice_sessions(emulator)
+    await until(lambda: "call_garage" in session.function_outputs)
+    assert "error" in json.loads(session.function_outputs["call_garage"])
+    assert events == []
+
+    await assist_pipeline.async_update_pipeline(
+        hass,
+        assist_pipeline.async_get_pipeline(hass, pipeline_id),
+        conversation_engine=AGENT,
+    )
+    await satellite.talk(utterance("Thanks.", tmp_path))
+
+    assert satellite.reply() == "You are welcome."
+    assert events == []
+    sessions = voice_sessions(emulator)
+    assert not [
+        e for s in sessions for e in s.received_events if e["type"] == "response.create"
+    ]
+    completed = [
+        e["response"]["id"]
+        for s in sessions
+        for e in s.sent_events
+        if e["type"] == "response.done" and e["response"]["status"] == "completed"
+    ]
+    # The call's response and the one answer: no follow-up of the call in between.
+    assert len(completed) == 2, completed
 
 
 async def test_a_failed_spoken_turn_speaks_its_error(
@@ -866,6 +1011,44 @@ async def test_a_reply_heard_before_does_not_hold_its_live_voice(
     ]
     # Unused within a few seconds: the idle countdown runs.
     await until(lambda: live.users == 0, timeout=6)
+
+
+async def test_a_session_expired_between_spoken_turns_is_replaced_unnoticed(
+    hass: HomeAssistant,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The service ends the idle session: the next turn is answered, in context."""
+    emulator.assistant().add_turn(Turn(transcript="my name is sam", reply="Hi Sam."))
+    emulator.assistant().add_turn(
+        Turn(transcript="what is my name", reply="You are Sam.")
+    )
+    await kitchen.talk(utterance("My name is Sam.", tmp_path))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    (first,) = voice_sessions(emulator)
+    await first.expire()
+
+    await kitchen.talk(utterance("What is my name?", tmp_path))
+
+    assert kitchen.heard() == "what is my name"
+    assert kitchen.reply() == "You are Sam."
+    second = [s for s in voice_sessions(emulator) if s is not first]
+    assert len(second) == 1
+    told = [
+        (event["item"]["role"], event["item"]["content"][0]["text"])
+        for event in second[0].received_events
+        if event["type"] == "conversation.item.create"
+        and event["item"].get("type") == "message"
+    ]
+    assert told == [("user", "my name is sam"), ("assistant", "Hi Sam.")]
+    assert not [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("custom_components")
+    ]
 
 
 async def test_a_session_lost_while_listening_is_replaced_and_told_again(

@@ -535,3 +535,34 @@ async def test_an_error_for_another_request_leaves_the_turn_alone(
                 await second.text()
     finally:
         await session.close()
+
+
+async def test_the_voice_ends_when_the_whole_buffer_stops(
+    far_end: HostilePeer, client: ItanniXClient
+) -> None:
+    """``output_audio_buffer.stopped`` naming no response ends the voice playing."""
+    session, far, turn = await audio_session(far_end, client)
+    try:
+        spoken_input(far, "item_in")
+        far.send_event({"type": "response.created", "response": {"id": "resp_1"}})
+        far.send_event({"type": "output_audio_buffer.started", "response_id": "resp_1"})
+        far.send_event(
+            {
+                "type": "response.done",
+                "response": {"id": "resp_1", "status": "completed"},
+            }
+        )
+        audio = asyncio.ensure_future(_drain(turn))
+        await asyncio.sleep(0.5)
+        assert not audio.done()  # still playing after response.done
+        far.send_event({"type": "output_audio_buffer.stopped"})
+        async with asyncio.timeout(3):
+            await audio
+        assert not turn.audio_open
+    finally:
+        await session.close()
+
+
+async def _drain(turn: AudioTurn) -> None:
+    async for _chunk in turn.reply_audio():
+        pass

@@ -19,7 +19,7 @@ from .client import (
     validate_base_url,
     validate_header_value,
 )
-from .config import AssistantConfig
+from .config import AssistantConfig, Tool, function_tool
 from .connection import (
     DEFAULT_CHANNEL_LABEL,
     DEFAULT_TRANSCRIPTION_MODEL,
@@ -110,6 +110,7 @@ __all__ = [
     "SynthesizedSpeech",
     "TextDelta",
     "TextDone",
+    "Tool",
     "TranscriptDelta",
     "TranscriptDone",
     "TranscriptionError",
@@ -117,6 +118,7 @@ __all__ = [
     "Usage",
     "Voice",
     "build_rtc_configuration",
+    "function_tool",
     "parse_event",
     "sanitize_ice_servers",
     "validate_base_url",

@@ -40,6 +40,17 @@ def parse_assistant_config(session: Any) -> AssistantConfig:
     )
 
 
+def function_tool(
+    name: str, parameters: Mapping[str, Any], description: str | None = None
+) -> Tool:
+    """A function the assistant may call, in the session's ``tools`` format."""
+    tool: dict[str, Any] = {"type": "function", "name": name}
+    if description:
+        tool["description"] = description
+    tool["parameters"] = dict(parameters)
+    return tool
+
+
 def tool_name(tool: Tool) -> str | None:
     """A tool's function name."""
     name = tool.get("name")

@@ -71,7 +71,8 @@ class Responses:
         """The service started, stopped or cleared a response's voice."""
         if response_id is None:
             self._unnamed_playing = kind == "started"
-            if kind == "cleared":
+            if kind != "started":
+                # The whole buffer drained or was cleared: nothing plays any more.
                 self.playing.clear()
             return
         if kind == "started":

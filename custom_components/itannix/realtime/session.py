@@ -597,12 +597,20 @@ class RealtimeSession:
         self._turn_over(turn)
 
     def _on_output_audio(self, event: OutputAudio) -> None:
+        playing = set(self._responses.playing)
         self._responses.audio(event.kind, event.response_id)
-        owner = self._responses.owner(event.response_id)
-        if isinstance(owner, AudioTurn) and event.response_id is not None:
-            owner.on_output_audio(
-                f"output_audio_buffer.{event.kind}", event.response_id
-            )
+        if event.response_id is None:
+            if event.kind == "started":
+                return
+            # The buffer as a whole stopped or was cleared: so did every voice in it
+            # (else the turn whose voice played would wait for its stop for ever).
+            affected = playing
+        else:
+            affected = {event.response_id}
+        for response_id in affected:
+            owner = self._responses.owner(response_id)
+            if isinstance(owner, AudioTurn):
+                owner.on_output_audio(f"output_audio_buffer.{event.kind}", response_id)
 
     def _on_server_error(self, error: ServerErrorEvent) -> None:
         # What the service says is scrubbed like its HTTP answers: it must never pass
