@@ -46,6 +46,8 @@ class RestApi:
         self._ttl = url_ttl
         self._key = secrets.token_bytes(32)
         self._audio: dict[str, _Audio] = {}
+        # The text of every text-to-speech request synthesized, in order.
+        self.synthesized: list[str] = []
 
     def _sign(self, token: str, exp: int) -> str:
         return hmac.new(
@@ -72,6 +74,7 @@ class RestApi:
             return rest_error(
                 400, f"text is limited to {MAX_TTS_CHARS} characters", "TEXT_TOO_LONG"
             )
+        self.synthesized.append(text)
         pcm = await self._synth.synthesize(text)
         self._forget_expired()
         token = secrets.token_urlsafe(16)

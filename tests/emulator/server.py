@@ -118,6 +118,11 @@ class Emulator:
         return self._url
 
     @property
+    def synthesized(self) -> list[str]:
+        """The text of every text-to-speech request synthesized, in order."""
+        return self._rest.synthesized
+
+    @property
     def speaks_with_espeak(self) -> bool:
         """Return True when replies are espeak-ng speech (a tone otherwise)."""
         return self._synth.use_espeak
