@@ -14,7 +14,10 @@ text-to-speech as three stages. Here they are one realtime turn, owned by a
     Any state before SPEAKING ends ABANDONED when nobody takes the reply (no claim in
     time, another agent answered, the pipeline was cancelled), and REPLYING or REPLIED
     ends FAILED when the conversation stage fails: its error text is then synthesized
-    by the REST voice instead of the reply's own voice playing.
+    by the REST voice instead of the reply's own voice playing. A session that drops
+    while the turn listens, once the assistant began answering, still goes on to
+    HEARD (``…`` when the transcript had not come): the conversation stage meets the
+    drop in the reply and fails the turn, so its error is spoken.
 
 The STT entity streams the satellite's audio into the conversation's session and yields
 what the service heard (``async_listen_with_progress``: the transcript as it grows,
@@ -227,6 +230,14 @@ class VoiceTurn:
         await self.live.session.cancel_turn(self.turn, forget_input=True)
 
     def _closed(self) -> None:
+        """The session closed (idle, unload, dropped): the turn ends with it.
+
+        Unless the assistant had begun answering while the turn still listens: the STT
+        stage then hears of the drop and passes the turn on to HEARD, so that the
+        conversation stage fails it and its error is spoken.
+        """
+        if self.state is VoiceState.LISTENING and self.turn.responses:
+            return
         if not self.finished:
             self._end(
                 VoiceState.DONE
@@ -479,7 +490,9 @@ async def async_listen_with_progress(
     Yields the transcript so far while the service transcribes, then one ``Heard``:
     the transcript, empty when the service heard nothing. Iterate it in the pipeline's
     task: the turn stays current there for the conversation and TTS stages. A session
-    that drops before answering is replaced once, and told again what the user said.
+    that drops before answering is replaced once, and told again what the user said;
+    one that drops after the assistant began answering is not (``…`` is heard, unless
+    the transcript came): the conversation stage fails the turn, its error spoken.
     """
     key, prompt, chat_log = await _async_turn_context(hass, entry, language)
     microphone = _Microphone()
@@ -504,8 +517,14 @@ async def async_listen_with_progress(
                         else:
                             transcript = result.text
                 break
-            except CannotConnectError:
-                if attempt or voice.turn.responses or not microphone.complete:
+            except CannotConnectError as err:
+                if voice.turn.responses:
+                    # Dropped while the assistant answered: asking again could repeat
+                    # what the reply did. The turn goes on; the conversation stage
+                    # fails it with this error, which is what the satellite says.
+                    LOGGER.debug("Session lost mid-reply (%s): %s", key, err)
+                    break
+                if attempt or not microphone.complete:
                     raise
                 # Dropped before it answered: say it all again on a fresh session.
                 LOGGER.debug("Listening again on a fresh session (%s)", key)

@@ -827,6 +827,13 @@ async def test_a_call_of_a_reply_another_agent_replaced_is_not_run(
     assert len(completed) == 2, completed
 
 
+@pytest.mark.parametrize(
+    "transcript_first",
+    [
+        pytest.param(False, id="transcript-late"),
+        pytest.param(True, id="transcript-first"),
+    ],
+)
 async def test_a_failed_spoken_turn_speaks_its_error(
     hass: HomeAssistant,
     hass_client: ClientSessionGenerator,
@@ -834,38 +841,52 @@ async def test_a_failed_spoken_turn_speaks_its_error(
     kitchen: VoiceSatellite,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    transcript_first: bool,
 ) -> None:
     """The reply is cut off mid-sentence: the satellite hears the error, spoken.
 
-    The transcript must come before the reply here (ideal transcription timing and a
-    think time), so that the failure happens in the conversation stage, which is what
-    this test is about; with the transcript late, listening itself fails.
+    With the service's own timing the transcript comes after the reply, so the session
+    drops while the turn still listens; with the transcript first (ideal transcription
+    timing and a think time) it drops under the conversation stage. Either way the
+    user hears why there is no answer, in the assistant's voice, and is not asked
+    again (the reply had begun: repeating it could repeat what it did).
     """
-    emulator.behaviour.transcription_after_response = False
-    emulator.behaviour.transcription_delay = 0.0
-    emulator.behaviour.think_time = 0.5
+    if transcript_first:
+        emulator.behaviour.transcription_after_response = False
+        emulator.behaviour.transcription_delay = 0.0
+        emulator.behaviour.think_time = 0.5
     emulator.faults.drop_channel_mid_reply = True
     emulator.assistant().add_turn(
         Turn(transcript="tell me a story", reply="Once upon a time there was a light.")
     )
+    emulator.assistant().add_turn(Turn(transcript="thanks", reply="You are welcome."))
     await kitchen.talk(utterance("Tell me a story.", tmp_path))
-    assert kitchen.heard() == "tell me a story"
+
+    run = [event.type for event in kitchen.events]
+    assert PipelineEventType.ERROR not in run, kitchen.events
+    assert kitchen.heard() == ("tell me a story" if transcript_first else "…")
     said = kitchen.reply()
     assert "Could not reach ItanniX" in said or "could not answer" in said, said
     # Not the abandoned reply's silence: the error in the assistant's REST voice.
     played = await fetch_tts(hass_client, kitchen)
+    assert emulator.synthesized == [said]
     assert len(played) > 16_000  # more than half a second
     assert rms(played) > 300
-    tts_requests = [r for r in emulator.requests if "text-to-speech" in r[1]]
-    assert len(tts_requests) == 1
+    assert similarity(played, await reference_voice(said)) > 0.6
+    ours = [r for r in caplog.records if r.name.startswith("custom_components.itannix")]
     failures = [
-        r
-        for r in caplog.records
-        if r.levelname == "WARNING"
-        and r.name.startswith("custom_components.itannix")
-        and "dropped" not in r.getMessage()
+        r for r in ours if r.levelname == "WARNING" and "dropped" not in r.getMessage()
     ]
     assert len(failures) == 1, [r.getMessage() for r in failures]
+    assert not [r for r in ours if r.levelno >= logging.ERROR]
+    # Not told again on a fresh session: the reply had begun.
+    (dropped,) = voice_sessions(emulator)
+
+    # The next turn is answered, on a fresh session.
+    emulator.faults.drop_channel_mid_reply = False
+    await kitchen.talk(utterance("Thanks.", tmp_path))
+    assert kitchen.reply() == "You are welcome."
+    assert len([s for s in voice_sessions(emulator) if s is not dropped]) == 1
 
 
 async def test_barge_in_over_a_function_call_gives_one_reply(
