@@ -383,7 +383,6 @@ class RealtimeSession:
                 microphone=self.connection.microphone,
                 speaker=self.connection.speaker,
                 drain=self._audio_drain,
-                spawn=self._spawn,
                 transcribes=self.connection.transcribes,
             )
             self._turn = turn
