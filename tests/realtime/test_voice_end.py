@@ -8,6 +8,7 @@ quiet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 import time
 from typing import TYPE_CHECKING
@@ -153,6 +154,44 @@ async def test_without_output_audio_buffer_events_the_whole_voice_is_heard(
     # It ended soon after it went quiet.
     quiet_for = without.ended_at - without.last_voiced_at
     assert voice_end.QUIET_SECONDS - 0.1 <= quiet_for < voice_end.QUIET_SECONDS + 0.6
+
+
+async def test_a_new_turn_silences_a_voice_the_service_never_spoke_of(
+    emulator: Emulator, session: RealtimeSession, speech_pcm16k: bytes
+) -> None:
+    """No output_audio_buffer events: a wake during the voice still stops it."""
+    emulator.behaviour.output_audio_buffer_events = False
+    story = "Once upon a time, in a small house by the sea, there lived a lamp. " * 3
+    emulator.assistant().add_turn(Turn(transcript="story", reply=story))
+    turn = await session.start_audio_turn()
+    turn.feed_audio(speech_pcm16k)
+    session.connection.microphone.flush()
+    voice = asyncio.ensure_future(collect(turn))
+    async with asyncio.timeout(20):
+        await turn.wait()
+    await asyncio.sleep(0.5)  # the story plays on after response.done
+    assert not voice.done()
+    # The user wakes the satellite again, before saying anything.
+    mark = len(emulator.sessions[-1].received_events)
+    await session.start_audio_turn()
+    first = await voice
+    far = emulator.sessions[-1]
+    async with asyncio.timeout(5):
+        while "output_audio_buffer.clear" not in [
+            e["type"] for e in far.received_events[mark:]
+        ]:
+            await asyncio.sleep(0.02)
+    # The story stopped there, on the wire too: the next second is silence.
+    listening = session.connection.speaker.subscribe()
+    heard = bytearray()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(1.0):
+            async for chunk in listening:
+                heard += chunk
+    listening.close()
+    assert first.voiced_ms() < 0.6 * await reference_voiced_ms(story)
+    assert len(heard) > 16_000  # the track went on, silent
+    assert voiced_ms(bytes(heard)) < 100
 
 
 # -- a voice that never goes quiet -------------------------------------------------------
