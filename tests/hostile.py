@@ -45,7 +45,9 @@ class ToneTrack(AudioStreamTrack):
     """A voice that never goes quiet: a 400 Hz tone, 20 ms frames for ever."""
 
     # 20 ms at 8 kHz: 160 samples, 8 whole periods of 400 Hz (seamless frames).
-    _PCM = array("h", (round(6000 * math.sin(2 * math.pi * i / 20)) for i in range(160)))
+    _PCM = array(
+        "h", (round(6000 * math.sin(2 * math.pi * i / 20)) for i in range(160))
+    )
 
     async def recv(self) -> av.AudioFrame:
         """Aiortc's paced silence, filled with the tone."""

@@ -816,7 +816,6 @@ async def test_late_delta_after_done_fault(
     assert deltas(w.events[mark:done]) == "I heard: hi"
 
 
-
 # -- output_audio_buffer.* ------------------------------------------------------------
 
 SPOKEN_REPLY = "Sure. The kitchen light is on now, and the oven is warming up."

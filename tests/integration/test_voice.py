@@ -1222,8 +1222,10 @@ async def test_a_voice_the_service_never_says_stopped_still_ends(
     kitchen: VoiceSatellite,
     tmp_path: Path,
 ) -> None:
-    """No output_audio_buffer.stopped: the satellite still gets the whole reply, then
-    its end, and the session is free for the next turn."""
+    """No output_audio_buffer.stopped: the satellite's reply still ends, whole.
+
+    Then the session is free for the next turn.
+    """
     emulator.behaviour.output_audio_buffer_stopped = False
     reply = "Sure. The kitchen light is on now, and the oven is warming up."
     emulator.assistant().add_turn(

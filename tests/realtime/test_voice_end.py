@@ -53,9 +53,7 @@ class Voice:
         return b"".join(chunk for _, chunk in self.chunks)
 
     def voiced_ms(self, after: float = 0.0) -> int:
-        return 20 * sum(
-            not is_quiet(chunk) for at, chunk in self.chunks if at >= after
-        )
+        return 20 * sum(not is_quiet(chunk) for at, chunk in self.chunks if at >= after)
 
     @property
     def last_voiced_at(self) -> float:
@@ -86,8 +84,7 @@ async def collect(turn: AudioTurn, timeout: float = 30.0) -> Voice:
     chunks: list[tuple[float, bytes]] = []
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in turn.reply_audio():
-                chunks.append((time.monotonic(), chunk))
+            chunks.extend([(time.monotonic(), c) async for c in turn.reply_audio()])
             ended_at = time.monotonic()
             return Voice(chunks, await done, ended_at)
     finally:
@@ -236,7 +233,10 @@ async def test_a_voice_that_never_goes_quiet_ends_at_the_bound(
         )
         await asyncio.sleep(0.5)  # some of the voice, before the response is done
         far.send_event(
-            {"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}
+            {
+                "type": "response.done",
+                "response": {"id": "resp_1", "status": "completed"},
+            }
         )
         voice = await collect(turn, timeout=bound + 5)
     finally:
