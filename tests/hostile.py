@@ -12,9 +12,11 @@ second instance as the place a redirect points to, and checks that nothing arriv
 
 from __future__ import annotations
 
+from array import array
 import asyncio
 from dataclasses import dataclass, field
 import json
+import math
 import secrets
 from typing import Any
 
@@ -26,6 +28,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import AudioStreamTrack
+import av
 
 from tests.emulator.loopback import restrict_ice_to_loopback
 from tests.network import NetworkProfile, UdpRelay, relay_answer
@@ -36,6 +39,23 @@ _WEBRTC_STRING = 51
 # Data channel control messages (RFC 8832): open a channel, acknowledge an open.
 DCEP_OPEN = 0x03
 DCEP_ACK = 0x02
+
+
+class ToneTrack(AudioStreamTrack):
+    """A voice that never goes quiet: a 400 Hz tone, 20 ms frames for ever."""
+
+    # 20 ms at 8 kHz: 160 samples, 8 whole periods of 400 Hz (seamless frames).
+    _PCM = array(
+        "h", (round(6000 * math.sin(2 * math.pi * i / 20)) for i in range(160))
+    )
+
+    async def recv(self) -> av.AudioFrame:
+        """Aiortc's paced silence, filled with the tone."""
+        frame = await super().recv()
+        assert isinstance(frame, av.AudioFrame)
+        plane = frame.planes[0]
+        plane.update(self._PCM.tobytes().ljust(plane.buffer_size, b"\0"))
+        return frame
 
 
 @dataclass
@@ -186,6 +206,8 @@ class HostilePeer:
         # What each session's session.created says, and when (None: never sent).
         self.session_created: dict[str, Any] | None = {"tools": [], "instructions": ""}
         self.created_delay = 0.0
+        # Whether each session sends a voice: a tone that never stops.
+        self.loud_audio = False
         self.requests: list[Recorded] = []
         self.sessions: list[HostileSession] = []
         self._runner: web.AppRunner | None = None
@@ -266,7 +288,11 @@ class HostilePeer:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         for transceiver in pc.getTransceivers():
             if transceiver.kind == "audio":
-                transceiver.sender.replaceTrack(AudioStreamTrack())
+                if self.loud_audio:
+                    transceiver.direction = "sendrecv"
+                    transceiver.sender.replaceTrack(ToneTrack())
+                else:
+                    transceiver.sender.replaceTrack(AudioStreamTrack())
         await pc.setLocalDescription(await pc.createAnswer())
         sdp, session.relays = await relay_answer(pc.localDescription.sdp, self.network)
         return web.Response(status=201, text=sdp, content_type="application/sdp")

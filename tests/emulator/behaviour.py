@@ -111,6 +111,12 @@ class Behaviour:
     rate_limits: bool = True
     # Generation speed: seconds between two delta events of a response.
     delta_interval: float = 0.01
+    # Over WebRTC, output_audio_buffer.started / .stopped / .cleared bracket what the
+    # client's peer plays. These two knobs model a service that leaves them out (which
+    # a client must survive): no output_audio_buffer.stopped (the voice still stops);
+    # no output_audio_buffer.* event at all.
+    output_audio_buffer_stopped: bool = True
+    output_audio_buffer_events: bool = True
 
     @classmethod
     def ideal(cls) -> Behaviour:

@@ -526,6 +526,15 @@ class EmulatedSession:
         self.sent_times.append(time.monotonic())
         return True
 
+    def _send_output_audio(self, kind: str, response_id: str | None) -> None:
+        """``output_audio_buffer.<kind>``, unless the behaviour leaves it out."""
+        behaviour = self.behaviour
+        if not behaviour.output_audio_buffer_events or (
+            kind == "stopped" and not behaviour.output_audio_buffer_stopped
+        ):
+            return
+        self._send({"type": f"output_audio_buffer.{kind}", "response_id": response_id})
+
     def _send_error(
         self, code: str, message: str, client_event: dict[str, Any] | None = None
     ) -> None:
@@ -742,7 +751,7 @@ class EmulatedSession:
             self._cancel(response, "client_cancelled")
         if self._speaker is not None:
             self._speaker.clear()
-        self._send({"type": "output_audio_buffer.cleared", "response_id": response_id})
+        self._send_output_audio("cleared", response_id)
 
     def _on_input_audio_clear(self, _event: dict[str, Any]) -> None:
         # Like the service: the uncommitted audio is gone, an utterance in progress too.
@@ -808,12 +817,7 @@ class EmulatedSession:
         dropped = self._speaker.clear() if self._speaker is not None else False
         cancelled = response is not None and self._cancel(response, "turn_detected")
         if dropped or playing is not None or (cancelled and response.spoken):
-            self._send(
-                {
-                    "type": "output_audio_buffer.cleared",
-                    "response_id": playing or (response and response.id),
-                }
-            )
+            self._send_output_audio("cleared", playing or (response and response.id))
 
     def _speech_stopped(self, position_ms: float) -> None:
         if not self._server_vad or self.closed:
@@ -1319,17 +1323,13 @@ class EmulatedSession:
 
         def started() -> None:
             self._playing_response_id = response_id
-            self._send(
-                {"type": "output_audio_buffer.started", "response_id": response_id}
-            )
+            self._send_output_audio("started", response_id)
 
         def ended(completed: bool) -> None:
             if self._playing_response_id == response_id:
                 self._playing_response_id = None
             if completed:
-                self._send(
-                    {"type": "output_audio_buffer.stopped", "response_id": response_id}
-                )
+                self._send_output_audio("stopped", response_id)
 
         playback = self._speaker.play(pcm, started, ended)
         began = asyncio.get_running_loop().time()

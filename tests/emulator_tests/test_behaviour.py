@@ -16,12 +16,23 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.itannix.realtime import ItanniXClient
+from custom_components.itannix.realtime import ItanniXClient, RealtimeConnection
+from custom_components.itannix.realtime.audio import is_quiet
 from tests.audio import speak
 from tests.emulator import Behaviour, Emulator, FunctionCallSpec, Turn
 from tests.emulator.peer import LATE_DELTA, REFUSAL
+from tests.emulator.voice import Synthesizer
 
-from .wire import TEXT_DELTA, deltas, make_client, say, text_response, user_text, wire
+from .wire import (
+    TEXT_DELTA,
+    Wire,
+    deltas,
+    make_client,
+    say,
+    text_response,
+    user_text,
+    wire,
+)
 
 DEVICE_FUNCTIONS = [
     "set_device_volume",
@@ -803,3 +814,130 @@ async def test_late_delta_after_done_fault(
     assert late["item_id"] == response["output"][0]["id"]
     assert late["delta"] == LATE_DELTA
     assert deltas(w.events[mark:done]) == "I heard: hi"
+
+
+# -- output_audio_buffer.* ------------------------------------------------------------
+
+SPOKEN_REPLY = "Sure. The kitchen light is on now, and the oven is warming up."
+OUTPUT_AUDIO_BUFFER = "output_audio_buffer."
+
+
+def voiced_ms(pcm: bytes) -> int:
+    """Milliseconds of 16 kHz s16 audio that are not silence, in 20 ms windows."""
+    windows = [pcm[i : i + 640] for i in range(0, len(pcm) - 639, 640)]
+    return 20 * sum(not is_quiet(window) for window in windows)
+
+
+async def reference_voiced_ms(text: str) -> int:
+    """How much of the emulator's voice for ``text`` is voiced, in milliseconds."""
+    pcm48 = await Synthesizer().synthesize(text)
+    return voiced_ms(bytes(memoryview(pcm48).cast("h")[::3]))
+
+
+class Heard:
+    """The voice a client receives, and when its last voiced chunk came."""
+
+    def __init__(self, connection: RealtimeConnection) -> None:
+        self._audio = connection.speaker.subscribe()
+        self.pcm = bytearray()
+        self.last_voiced = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        async for chunk in self._audio:
+            self.pcm += chunk
+            if not is_quiet(chunk):
+                self.last_voiced = time.monotonic()
+
+    async def until_quiet(self, seconds: float, timeout: float = 15.0) -> None:
+        """Wait until nothing voiced came for ``seconds`` (the voice played out)."""
+        async with asyncio.timeout(timeout):
+            while time.monotonic() - self.last_voiced < seconds:
+                await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        self._audio.close()
+        await self._task
+
+
+def buffer_events(w: Wire, since: int = 0) -> list[tuple[str, str | None]]:
+    return [
+        (e["type"].removeprefix(OUTPUT_AUDIO_BUFFER), e.get("response_id"))
+        for e in w.events[since:]
+        if e["type"].startswith(OUTPUT_AUDIO_BUFFER)
+    ]
+
+
+async def test_output_audio_buffer_brackets_the_voice(
+    emulator: Emulator, client: ItanniXClient, speech: bytes
+) -> None:
+    """By default started goes with the voice's first frame, stopped with its last."""
+    assert Behaviour().output_audio_buffer_stopped
+    assert Behaviour().output_audio_buffer_events
+    emulator.assistant().add_turn(Turn(transcript="light", reply=SPOKEN_REPLY))
+    async with wire(emulator, client, receive_audio=True) as (w, _session):
+        heard = Heard(w.connection)
+        await w.until("session.created")
+        say(w.connection, speech)
+        done = await w.until("response.done")
+        rid = w.events[done]["response"]["id"]
+        stopped = await w.until("output_audio_buffer.stopped", since=done)
+        await heard.until_quiet(1.0)
+        await heard.close()
+    assert buffer_events(w) == [("started", rid), ("stopped", rid)]
+    # Generation outpaces playback: done comes first, stopped once the voice played.
+    assert w.times[stopped] - w.times[done] > 1.0
+    assert abs(w.times[stopped] - heard.last_voiced) < 0.3
+    assert voiced_ms(bytes(heard.pcm)) > 0.8 * await reference_voiced_ms(SPOKEN_REPLY)
+
+
+async def test_without_output_audio_buffer_stopped_the_voice_still_ends(
+    emulator: Emulator, client: ItanniXClient, speech: bytes
+) -> None:
+    """A service that says the voice started, never that it stopped; clear still works."""
+    emulator.behaviour.output_audio_buffer_stopped = False
+    emulator.assistant().add_turn(Turn(transcript="light", reply=SPOKEN_REPLY))
+    emulator.assistant().add_turn(Turn(transcript="again", reply=SPOKEN_REPLY))
+    async with wire(emulator, client, receive_audio=True) as (w, _session):
+        heard = Heard(w.connection)
+        await w.until("session.created")
+        say(w.connection, speech)
+        done = await w.until("response.done")
+        rid = w.events[done]["response"]["id"]
+        await heard.until_quiet(1.0)
+        first = bytes(heard.pcm)
+        # The next reply's voice, cleared while it plays: cleared still comes.
+        say(w.connection, speech)
+        second = await w.until("output_audio_buffer.started", since=done)
+        mark = await w.send({"type": "output_audio_buffer.clear"})
+        cleared = await w.event("output_audio_buffer.cleared", since=mark)
+        await heard.close()
+    assert ("stopped", rid) not in buffer_events(w)
+    assert buffer_events(w) == [
+        ("started", rid),
+        ("started", cleared["response_id"]),
+        ("cleared", cleared["response_id"]),
+    ]
+    assert cleared["response_id"] == w.events[second]["response_id"] != rid
+    # The voice itself played whole, and ended.
+    assert voiced_ms(first) > 0.8 * await reference_voiced_ms(SPOKEN_REPLY)
+
+
+async def test_without_output_audio_buffer_events_the_voice_still_plays(
+    emulator: Emulator, client: ItanniXClient, speech: bytes
+) -> None:
+    """A service that sends no output_audio_buffer.* event at all, even for a clear."""
+    emulator.behaviour.output_audio_buffer_events = False
+    emulator.assistant().add_turn(Turn(transcript="light", reply=SPOKEN_REPLY))
+    async with wire(emulator, client, receive_audio=True) as (w, _session):
+        heard = Heard(w.connection)
+        await w.until("session.created")
+        say(w.connection, speech)
+        done = await w.until("response.done")
+        await heard.until_quiet(1.0)
+        await w.send({"type": "output_audio_buffer.clear"})
+        await asyncio.sleep(0.5)
+        await heard.close()
+    assert w.events[done]["response"]["status"] == "completed"
+    assert buffer_events(w) == []
+    assert voiced_ms(bytes(heard.pcm)) > 0.8 * await reference_voiced_ms(SPOKEN_REPLY)

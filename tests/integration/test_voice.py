@@ -1233,3 +1233,44 @@ async def test_a_typed_turn_during_a_spoken_reply_leaves_it_whole(
     await spoken
     # The spoken reply's text is whole, nothing of the typed one in it.
     assert kitchen.reply() == story.strip()
+
+
+async def test_a_voice_the_service_never_says_stopped_still_ends(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    emulator: Emulator,
+    config_entry: ConfigEntry,
+    kitchen: VoiceSatellite,
+    tmp_path: Path,
+) -> None:
+    """No output_audio_buffer.stopped: the satellite's reply still ends, whole.
+
+    Then the session is free for the next turn.
+    """
+    emulator.behaviour.output_audio_buffer_stopped = False
+    reply = "Sure. The kitchen light is on now, and the oven is warming up."
+    emulator.assistant().add_turn(
+        Turn(transcript="turn on the kitchen light", reply=reply)
+    )
+    emulator.assistant().add_turn(Turn(transcript="thanks", reply="You are welcome."))
+    await kitchen.talk(utterance("Turn on the kitchen light.", tmp_path))
+    async with asyncio.timeout(15):
+        played = await fetch_tts(hass_client, kitchen)
+    (session,) = voice_sessions(emulator)
+    sent = [e["type"] for e in session.sent_events]
+    assert "output_audio_buffer.started" in sent
+    assert "output_audio_buffer.stopped" not in sent
+    voice = await reference_voice(reply)
+    assert similarity(played, voice) > 0.6
+    assert len(played) > len(voice) * 0.9
+    sessions = config_entry.runtime_data.sessions
+    (live,) = [
+        live for key in list(sessions._live) if (live := sessions.get(key)) is not None
+    ]
+    await until(lambda: live.users == 0, timeout=5)
+    # The next turn is heard and answered on the same session.
+    await kitchen.talk(utterance("Thanks.", tmp_path))
+    assert kitchen.reply() == "You are welcome."
+    async with asyncio.timeout(15):
+        assert rms(await fetch_tts(hass_client, kitchen)) > 500
+    assert voice_sessions(emulator) == [session]

@@ -320,7 +320,8 @@ class AudioSubscription:
     """PCM chunks from a ``SpeakerSink``, from the moment of subscribing.
 
     Iterate with ``async for``; iteration ends after ``close()`` (once what was already
-    queued has been read) or when the sink stops.
+    queued has been read) or when the sink stops. ``last_voiced`` is when (event loop
+    time) the last chunk that was not silence (``is_quiet``) came.
     """
 
     def __init__(self, sink: SpeakerSink, max_chunks: int) -> None:
@@ -330,16 +331,21 @@ class AudioSubscription:
         self._max_chunks = max_chunks
         self._closed = False
         self.chunks_received = 0
+        self.voiced_chunks = 0
+        self.last_voiced: float | None = None
 
     @property
     def closed(self) -> bool:
         """Whether no more audio will be added."""
         return self._closed
 
-    def put(self, chunk: bytes) -> None:
-        """Add a chunk (called by the sink)."""
+    def put(self, chunk: bytes, *, voiced: bool = False) -> None:
+        """Add a chunk (called by the sink); ``voiced``: it is not silence."""
         if self._closed:
             return
+        if voiced:
+            self.voiced_chunks += 1
+            self.last_voiced = asyncio.get_running_loop().time()
         if self._queue.qsize() >= self._max_chunks:
             # A consumer that fell far behind loses the oldest audio, not memory.
             self._queue.get_nowait()
@@ -447,8 +453,10 @@ class SpeakerSink:
                 if not self._subscriptions:
                     continue
                 for chunk in self._resampler.feed_frame(frame):
+                    # Once per chunk, for all: when the reply's voice went quiet.
+                    voiced = not is_quiet(chunk)
                     for sub in list(self._subscriptions):
-                        sub.put(chunk)
+                        sub.put(chunk, voiced=voiced)
         except MediaStreamError:
             _LOGGER.debug("Remote audio track ended")
         finally:

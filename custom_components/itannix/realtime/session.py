@@ -383,7 +383,6 @@ class RealtimeSession:
                 microphone=self.connection.microphone,
                 speaker=self.connection.speaker,
                 drain=self._audio_drain,
-                spawn=self._spawn,
                 transcribes=self.connection.transcribes,
             )
             self._turn = turn
@@ -412,14 +411,19 @@ class RealtimeSession:
         # A spoken turn the service's VAD has not answered yet: whatever response
         # starts now is its, as long as it is the current turn.
         pending = current and not turn.done and turn.awaiting_response
+        # A voice not ended yet may still play, whether or not the service said so
+        # (it may send no output_audio_buffer events at all).
+        voiced = isinstance(turn, AudioTurn) and turn.audio_open
         if not turn.done:
             turn.cancelled = True
             turn.finish()
             self._turn_over(turn)
         with contextlib.suppress(CannotConnectError):
             await self._cancel_responses(self._responses.of(turn), untargeted=pending)
-            if self._responses.voice_of(turn) or (
-                pending and isinstance(turn, AudioTurn)
+            if (
+                self._responses.voice_of(turn)
+                or voiced
+                or (pending and isinstance(turn, AudioTurn))
             ):
                 await self._silence()
             if forget_input and current:
@@ -461,7 +465,9 @@ class RealtimeSession:
         # Nothing of the new turn exists yet, so all of it is old.
         with contextlib.suppress(CannotConnectError):
             await self._cancel_responses(set(self._responses.active))
-            if self._responses.speaking:
+            if self._responses.speaking or (
+                isinstance(previous, AudioTurn) and previous.audio_open
+            ):
                 await self._silence()
         if isinstance(previous, AudioTurn):
             previous.end_audio()

@@ -18,6 +18,7 @@ from .events import (
     OUTPUT_AUDIO_STOPPED,
     Usage,
 )
+from .voice_end import VoiceEnd
 
 if TYPE_CHECKING:
     from .audio import AudioSubscription, MicrophoneTrack, SpeakerSink
@@ -168,7 +169,8 @@ class AudioTurn(Turn):
     Feed the user's 16 kHz mono PCM with ``feed_audio()``; the service's VAD detects the
     end of speech and answers. ``reply_audio()`` yields the assistant's voice (16 kHz
     mono s16 chunks) for this turn only; it ends when the service says the voice stopped
-    playing (not when the response is done: generation outpaces playback).
+    playing (not when the response is done: generation outpaces playback), or failing
+    that once the voice has gone quiet, and at the latest after a bound (``voice_end.py``).
     """
 
     def __init__(
@@ -178,7 +180,6 @@ class AudioTurn(Turn):
         microphone: MicrophoneTrack,
         speaker: SpeakerSink,
         drain: float,
-        spawn: Callable[[Awaitable[None]], asyncio.Task[None]],
         transcribes: bool,
     ) -> None:
         """Initialize; use ``RealtimeSession.start_audio_turn()``."""
@@ -186,7 +187,6 @@ class AudioTurn(Turn):
         self.awaiting_response = True  # the service's VAD answers by itself
         self._microphone = microphone
         self._speaker = speaker
-        self._spawn = spawn
         self._transcribes = transcribes
         self.speech_started = asyncio.Event()
         self.speech_stopped = asyncio.Event()
@@ -200,10 +200,8 @@ class AudioTurn(Turn):
         self._heard = asyncio.Event()
         self._audio: AudioSubscription | None = None
         self._audio_ready = asyncio.Event()
-        self._playing: set[str] = set()
-        self._responses_done = False
+        self._voice: VoiceEnd | None = None
         self._drain = drain
-        self._drain_task: asyncio.Task[None] | None = None
         self._released = False
 
     # the user's side
@@ -304,44 +302,33 @@ class AudioTurn(Turn):
     def on_response_created(self, response_id: str) -> None:
         """A response of this turn started: collect its voice (from the session)."""
         super().on_response_created(response_id)
-        self._responses_done = False
+        if self._voice is not None:
+            self._voice.responses_resumed()
         if self._audio is None and not self.done:
             self._audio = self._speaker.subscribe()
+            self._voice = VoiceEnd(self._audio, drain=self._drain, end=self.end_audio)
             self._audio_ready.set()
 
     def on_output_audio(self, etype: str, response_id: str) -> None:
         """The service's output audio buffer, for one of this turn's responses."""
-        if etype in OUTPUT_AUDIO_STARTED:
-            self._playing.add(response_id)
-        elif etype in OUTPUT_AUDIO_STOPPED:
-            self._playing.discard(response_id)
-        elif etype in OUTPUT_AUDIO_CLEARED:
-            # Cleared: what was playing stops now, not after a drain.
-            self._playing.discard(response_id)
-            self.end_audio()
+        if self._voice is None:
             return
-        self._maybe_end_audio()
+        if etype in OUTPUT_AUDIO_STARTED:
+            self._voice.started(response_id)
+        elif etype in OUTPUT_AUDIO_STOPPED:
+            self._voice.stopped(response_id)
+        elif etype in OUTPUT_AUDIO_CLEARED:
+            self._voice.cleared()
 
     def on_responses_done(self) -> None:
         """The last response of the turn is done (from the session)."""
-        self._responses_done = True
-        self._maybe_end_audio()
-
-    def _maybe_end_audio(self) -> None:
-        # The voice plays on after response.done: end with output_audio_buffer.stopped,
-        # plus a drain for frames in flight.
-        if not self._responses_done or self._playing:
-            return
-        if self._audio is None or self._drain_task is not None:
-            return
-        self._drain_task = self._spawn(self._end_audio_after(self._drain))
-
-    async def _end_audio_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self.end_audio()
+        if self._voice is not None:
+            self._voice.responses_done(sum(map(len, self._parts)))
 
     def end_audio(self) -> None:
         """End ``reply_audio()`` after what is already queued."""
+        if self._voice is not None:
+            self._voice.cancel()
         if self._audio is not None:
             self._audio.close()
         self._audio_ready.set()
@@ -359,7 +346,5 @@ class AudioTurn(Turn):
         """The session closed: end everything the turn holds."""
         self._released = True
         self.finish(error)
-        if self._drain_task is not None:
-            self._drain_task.cancel()
         self.end_audio()
         self._heard.set()
