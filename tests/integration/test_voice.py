@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from aiohttp.test_utils import TestClient
 from homeassistant.components import assist_pipeline, conversation, media_source, stt
 from homeassistant.components.assist_pipeline import PipelineEventType
 from homeassistant.components.conversation.chat_log import async_subscribe_chat_logs
@@ -97,6 +98,19 @@ async def fetch_tts(
     url = satellite.event_data(PipelineEventType.TTS_END)["tts_output"]["url"]
     client = await hass_client()
     response = await client.get(url)
+    assert response.status == 200
+    return decode_pcm16k(await response.read())
+
+
+async def fetch_played(hass: HomeAssistant, client: TestClient, media_id: str) -> bytes:
+    """Fetch what a media player was given, as it would, decoded to 16 kHz mono PCM.
+
+    A media source ID (Home Assistant 2026.11's TTS stream) is resolved first, as a
+    player does; a URL is fetched as it is.
+    """
+    if media_source.is_media_source_id(media_id):
+        media_id = (await media_source.async_resolve_media(hass, media_id, None)).url
+    response = await client.get(URL(media_id).path_qs)
     assert response.status == 200
     return decode_pcm16k(await response.read())
 
@@ -519,14 +533,7 @@ async def test_each_reply_on_the_media_player_is_its_own_live_voice(
     for index, words in enumerate(["What is the weather?", "Turn on the light."]):
         await satellite.talk(utterance(words, tmp_path))
         await until(lambda index=index: len(speaker.played) > index)
-        media_id = speaker.played[index][0]
-        if media_source.is_media_source_id(media_id):
-            media_id = (
-                await media_source.async_resolve_media(hass, media_id, None)
-            ).url
-        response = await anonymous.get(URL(media_id).path_qs)
-        assert response.status == 200
-        heard.append(decode_pcm16k(await response.read()))
+        heard.append(await fetch_played(hass, anonymous, speaker.played[index][0]))
 
     assert len({item[0] for item in speaker.played}) == 2
     for played, reply in zip(heard, replies, strict=True):
@@ -566,14 +573,7 @@ async def test_a_repeated_short_reply_still_plays_on_the_media_player(
         await satellite.talk(utterance("Thanks.", tmp_path))
         assert satellite.reply() == reply
         await until(lambda index=index: len(speaker.played) > index, timeout=10)
-        media_id = speaker.played[index][0]
-        if media_source.is_media_source_id(media_id):
-            media_id = (
-                await media_source.async_resolve_media(hass, media_id, None)
-            ).url
-        response = await anonymous.get(URL(media_id).path_qs)
-        assert response.status == 200
-        played = decode_pcm16k(await response.read())
+        played = await fetch_played(hass, anonymous, speaker.played[index][0])
         assert similarity(played, await reference_voice(reply)) > 0.6
         # The satellite itself has a moment of silence each time.
         on_satellite = await fetch_tts(hass_client, satellite)
